@@ -1,0 +1,151 @@
+"""The Python API: `smooth_l1` and `huber` on arrays, `evaluate` on a path, DataFrame or Table."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from smoothl1_cli import backends, kernel
+from smoothl1_cli.errors import InputError
+from smoothl1_cli.report import Report
+
+
+def smooth_l1(pred: Any, target: Any, beta: float = 1.0, reduction: str = "mean", weight: Any = None) -> Any:
+    """PyTorch's smooth_l1_loss in float64; with `weight`, mean is sum(w * l) / sum(w).
+
+    >>> import numpy as np
+    >>> smooth_l1(np.array([0.5, 1.5, 2.5]), np.array([1.0, 2.0, 3.0]))
+    0.125
+    """
+    if not beta >= 0:
+        raise InputError(f"beta must be 0 or more, not {beta}")
+    xp, diff = _diff(pred, target)
+    return _reduce(kernel.smooth_l1_terms(diff, float(beta), xp), reduction, weight, xp)
+
+
+def huber(pred: Any, target: Any, delta: float = 1.0, reduction: str = "mean", weight: Any = None) -> Any:
+    """PyTorch's huber_loss in float64 (delta * smooth_l1 with beta = delta).
+
+    >>> import numpy as np
+    >>> huber(np.array([0.0, 0.0]), np.array([1.0, 4.0]), delta=2.0, reduction="sum")
+    6.5
+    """
+    if not delta > 0:
+        raise InputError(f"delta must be above 0, not {delta}")
+    xp, diff = _diff(pred, target)
+    return _reduce(kernel.huber_terms(diff, float(delta), xp), reduction, weight, xp)
+
+
+def _diff(pred: Any, target: Any) -> tuple[Any, Any]:
+    xp = backends.namespace_of(pred)
+    pred, target = xp.asarray(pred, dtype=xp.float64), xp.asarray(target, dtype=xp.float64)
+    if pred.shape != target.shape:
+        raise InputError(f"pred has shape {pred.shape} but target has shape {target.shape}")
+    return xp, pred - target
+
+
+def _reduce(terms: Any, reduction: str, weight: Any, xp: Any) -> Any:
+    if weight is not None:
+        weight = xp.asarray(weight, dtype=xp.float64)
+        if weight.shape != terms.shape:
+            raise InputError(f"weight has shape {weight.shape} but the losses have shape {terms.shape}")
+        if bool((weight < 0).any()):
+            raise InputError("weights must not be negative")
+    if reduction == "none":
+        return terms if weight is None else terms * weight
+    total = xp.sum(terms if weight is None else terms * weight)
+    if reduction == "sum":
+        return _scalar(total, xp)
+    if reduction == "mean":
+        count = terms.size if weight is None else xp.sum(weight)
+        if float(count) == 0:
+            raise InputError("nothing to average: no elements, or weights that add up to 0")
+        return _scalar(total / count, xp)
+    raise InputError(f"reduction must be mean, sum or none, not {reduction!r}")
+
+
+def _scalar(value: Any, xp: Any) -> Any:
+    return float(value) if xp.__name__ == "numpy" else value  # a CuPy scalar stays on the GPU
+
+
+def evaluate(source: Any, target: str | Sequence[str], pred: str | Sequence[str] | None = None, **options: Any) -> Report:
+    """Evaluate a path (or list of paths), a pandas DataFrame or a pyarrow Table; returns the Report.
+
+    Options are the command's, in Python spelling: beta, delta, sigma, loss, reduction, weight,
+    nan_policy, id, top, multioutput, input_format, chunk_rows, backend, per_row, fail_above.
+    """
+    from smoothl1_cli.evaluate import Options
+
+    per_row = options.pop("per_row", None)
+    fail_above = options.pop("fail_above", None)
+    try:
+        settings = Options(target=_names(target), pred=_names(pred), **options)
+    except TypeError as exc:
+        raise InputError(str(exc)) from exc
+    return run(_sources(source, settings.input_format), settings, per_row=per_row, fail_above=fail_above)
+
+
+def _names(names: str | Sequence[str] | None) -> tuple[str, ...]:
+    if names is None:
+        return ()
+    return (names,) if isinstance(names, str) else tuple(names)
+
+
+def _sources(source: Any, input_format: str | None) -> list[Any]:
+    import pyarrow as pa
+
+    from smoothl1_cli.readers import open_source, source_from_table
+
+    if isinstance(source, pa.Table):
+        return [source_from_table(source, "<Table>")]
+    if isinstance(source, str | Path):
+        return [open_source(source, input_format)]
+    if isinstance(source, Sequence) and source and all(isinstance(s, str | Path) for s in source):
+        return open_all([str(s) for s in source], input_format)
+    if type(source).__module__.startswith("pandas"):
+        return [source_from_table(pa.Table.from_pandas(source, preserve_index=False), "<DataFrame>")]
+    raise InputError(f"cannot evaluate a {type(source).__name__}: pass a path, a pandas DataFrame or a pyarrow Table")
+
+
+def open_all(paths: Sequence[str], input_format: str | None) -> list[Any]:
+    """Open every input before reading any, so a missing file is reported before work starts."""
+    from smoothl1_cli.readers import open_source
+
+    if paths.count("-") > 1:
+        raise InputError("standard input ('-') can be read only once")
+    opened = []
+    try:
+        for path in paths:
+            opened.append(open_source(path, input_format))
+    except BaseException:
+        for source in opened:
+            source.close()
+        raise
+    return opened
+
+
+def run(sources: list[Any], settings: Any, per_row: str | None = None, fail_above: float | None = None) -> Report:
+    """Evaluate opened sources, writing per-row losses to `per_row` ('-' is stdout) as it goes."""
+    from smoothl1_cli.evaluate import evaluate_sources, plan_columns
+    from smoothl1_cli.gate import fail_above as gate_fail_above
+    from smoothl1_cli.output import CsvRowSink, atomic_output
+
+    with ExitStack() as stack:
+        for source in sources:
+            stack.callback(source.close)
+        sink = None
+        if per_row is not None:
+            if not per_row.lower().endswith(".csv") and per_row != "-":
+                raise InputError(f"--per-row {per_row}: per-row output is written as CSV; name a .csv file or -")
+            out = sys.stdout.buffer if per_row == "-" else stack.enter_context(atomic_output(per_row, "--per-row"))
+            plan = plan_columns(sources[0], settings)
+            sink = CsvRowSink(out, plan.id, [pred for pred, _ in plan.pairs])
+        report = evaluate_sources(sources, settings, sink)
+        if per_row == "-":
+            sys.stdout.flush()
+    if fail_above is not None:
+        report = report.with_gate(gate_fail_above(report, fail_above))
+    return report

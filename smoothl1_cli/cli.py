@@ -1,0 +1,197 @@
+"""The command line: a thin Click group. Options -> Options -> evaluate -> render -> exit code.
+
+Only click is imported at start-up; everything else loads once a command runs, so
+`smoothl1 --help` and `--version` stay instant.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+import traceback
+from typing import Any, NoReturn
+
+import click
+
+from smoothl1_cli import __version__
+from smoothl1_cli.errors import ExitCode, InputError
+
+FORMATS = ("auto", "table", "json", "markdown", "csv")
+ISSUES_URL = "https://github.com/smoothl1/smoothl1/issues"
+
+
+class BadInput(click.ClickException):
+    exit_code = ExitCode.BAD_INPUT  # shown as "Error: <message>" on stderr, no traceback
+
+
+class Cli(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        """The one edge: input errors exit 2, a closed pipe quietly, Ctrl-C 130, our bugs 3."""
+        try:
+            return super().invoke(ctx)
+        except InputError as exc:
+            raise BadInput(str(exc)) from exc
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            raise click.exceptions.Exit(ExitCode.INTERRUPTED) from None
+        except BrokenPipeError:
+            _silence_stdout()
+            raise click.exceptions.Exit(ExitCode.OK) from None
+        except Exception as exc:
+            _internal_error(exc, ctx)
+
+
+def _silence_stdout() -> None:
+    """After `| head` closed the pipe, send what is left to /dev/null so Python's exit flush is quiet."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _internal_error(exc: Exception, ctx: click.Context) -> NoReturn:
+    debug = os.environ.get("SMOOTHL1_DEBUG") == "1" or bool(ctx.meta.get("smoothl1.debug"))
+    if debug:
+        traceback.print_exception(exc)
+    click.echo(
+        f"Error: internal error in smoothl1 {__version__} ({type(exc).__name__}: {exc}). "
+        f"This is a bug: please report it at {ISSUES_URL}"
+        + ("" if debug else ", with the output of the same command run with --debug"),
+        err=True,
+    )
+    raise click.exceptions.Exit(ExitCode.INTERNAL)
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="smoothl1")
+def cli() -> None:
+    """Evaluate model outputs with the Smooth L1 (or Huber) loss, exactly as PyTorch computes it."""
+
+
+def _sigterm(signum: int, frame: Any) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+@cli.command("eval")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-t", "--target", "target", multiple=True, required=True, help="Target column(s); repeat or comma-separate.")
+@click.option("-p", "--pred", "pred", multiple=True, help="Prediction column(s); default: detected by name.")
+@click.option("--loss", type=click.Choice(["smooth_l1", "huber"]), default="smooth_l1", show_default=True)
+@click.option("--beta", type=float, help="Smooth L1's beta (>= 0; 0 is L1).  [default: 1]")
+@click.option("--delta", type=float, help="Huber's delta (> 0).  [default: 1]")
+@click.option("--sigma", type=float, help="Detection papers' sigma: beta = 1 / sigma**2.")
+@click.option(
+    "--multioutput",
+    type=click.Choice(["elementwise", "row-sum"]),
+    default="elementwise",
+    show_default=True,
+    help="How `overall` is formed for several targets.",
+)
+@click.option("--input-format", type=click.Choice(["csv", "tsv", "parquet", "ipc", "jsonl"]), help="Override detection.")
+@click.option("--reduction", type=click.Choice(["mean", "sum", "none"]), default="mean", show_default=True)
+@click.option("-w", "--weight", help="Sample-weight column: value = sum(w*l) / sum(w).")
+@click.option("--nan-policy", type=click.Choice(["error", "omit", "propagate"]), default="error", show_default=True)
+@click.option("--id", "id_column", help="Column carried into per-row output and worst rows.")
+@click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="How many worst rows.")
+@click.option("--per-row", "per_row", metavar="FILE", help="Also write per-row losses as CSV (- for stdout).")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option("-o", "--output", metavar="FILE", help="Also write the JSON report to FILE (atomically).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the value(s).")
+@click.option("--fail-above", type=float, metavar="X", help="Exit 1 if a value exceeds X.")
+@click.option("--backend", type=click.Choice(["auto", "numpy", "cupy"]), default="numpy", show_default=True)
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=65_536, show_default=True, help="Rows per chunk.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr.  [default: on a terminal]")
+@click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
+@click.pass_context
+def eval_command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, output: str | None, quiet: bool,
+                 fail_above: float | None, per_row: str | None, progress: bool | None, debug: bool,
+                 id_column: str | None, **options: Any) -> None:  # fmt: skip
+    """Evaluate INPUT (files, or - for standard input) and print a report.
+
+    \b
+    Example:
+      smoothl1 eval preds.csv --target y
+      smoothl1 eval preds.parquet -t y -p model_a -p model_b --fail-above 0.3
+    """
+    ctx.meta["smoothl1.debug"] = debug
+    signal.signal(signal.SIGTERM, _sigterm)
+    from smoothl1_cli.api import open_all, run
+    from smoothl1_cli.evaluate import Options
+    from smoothl1_cli.output import atomic_output
+    from smoothl1_cli.render import RENDERERS
+
+    settings = Options(id=id_column, **options)
+    if settings.reduction == "none":
+        if per_row not in (None, "-"):
+            raise InputError("--reduction none streams per-row losses to stdout; drop --per-row, or use --reduction mean")
+        per_row = "-"
+    sources = open_all(list(inputs), settings.input_format)
+    _attach_progress(sources, progress)
+    report = run(sources, settings, per_row=per_row, fail_above=fail_above)
+    if output is not None:
+        text = io.StringIO()
+        RENDERERS["json"](report, text)
+        with atomic_output(output, "-o") as file:
+            file.write(text.getvalue().encode())
+    if per_row != "-":
+        renderer = "quiet" if quiet else fmt if fmt != "auto" else ("table" if sys.stdout.isatty() else "json")
+        RENDERERS[renderer](report, sys.stdout)
+        sys.stdout.flush()
+    if not report.gate.passed:
+        if per_row == "-":
+            for failure in report.gate.failures:
+                click.echo(f"gate failed: {failure}", err=True)
+        ctx.exit(ExitCode.GATE_FAILED)
+
+
+PROGRESS_MIN_BYTES = 64 << 20
+
+
+def _attach_progress(sources: list[Any], progress: bool | None) -> None:
+    """A rich progress bar on stderr: by default only on a terminal and for large inputs."""
+    sizes = [s.size for s in sources]
+    known = sum(size for size in sizes if size)
+    if progress is None:
+        progress = sys.stderr.isatty() and known >= PROGRESS_MIN_BYTES
+    if not progress:
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=__import__("rich.console").console.Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task("reading", total=known or None)
+    bar.start()
+    for source in sources:
+        source.progress.append(lambda n: bar.advance(task, n))
+        previous = source.close
+        source.close = _chain_close(previous, bar, source is sources[-1])
+
+
+def _chain_close(previous: Any, bar: Any, last: bool) -> Any:
+    def close() -> None:
+        previous()
+        if last:
+            bar.stop()
+
+    return close
+
+
+def main() -> None:
+    """The `smoothl1` entry point."""
+    cli(prog_name="smoothl1")

@@ -1,0 +1,544 @@
+"""evaluate(sources, options) -> Report: column pairing, the NaN policy, and the chunked reduction.
+
+Readers yield Arrow batches; they are re-cut into chunks aligned to multiples of
+`chunk_rows` over all inputs, so the same rows always form the same chunks whatever the
+format or block size, and the same input gives the same report byte for byte.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import reduce
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+from smoothl1_cli import backends, kernel
+from smoothl1_cli.errors import InputError
+from smoothl1_cli.readers import Source, to_float64
+from smoothl1_cli.report import InputInfo, Report, Result, WorstRow
+from smoothl1_cli.stats import Chunk, LossStats
+
+LOSSES = ("smooth_l1", "huber")
+REDUCTIONS = ("mean", "sum", "none")
+NAN_POLICIES = ("error", "omit", "propagate")
+MULTIOUTPUTS = ("elementwise", "row-sum")
+PRED_NAMES = ("pred", "prediction", "y_pred", "yhat", "y_hat")
+DEFAULT_CHUNK_ROWS = 65_536
+TYPED_FORMATS = ("parquet", "ipc", "table")  # their schema, not a guess, says what is numeric
+
+
+@dataclass(frozen=True)
+class Options:
+    """Every setting of one evaluation, checked once when made."""
+
+    target: tuple[str, ...]
+    pred: tuple[str, ...] = ()
+    loss: str = "smooth_l1"
+    beta: float | None = None
+    delta: float | None = None
+    sigma: float | None = None
+    multioutput: str = "elementwise"
+    input_format: str | None = None
+    reduction: str = "mean"
+    weight: str | None = None
+    nan_policy: str = "error"
+    id: str | None = None
+    top: int = 5
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    backend: str = "numpy"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target", _split_names(self.target))
+        object.__setattr__(self, "pred", _split_names(self.pred))
+        _check_choice("loss", self.loss, LOSSES)
+        _check_choice("reduction", self.reduction, REDUCTIONS)
+        _check_choice("nan-policy", self.nan_policy, NAN_POLICIES)
+        _check_choice("multioutput", self.multioutput, MULTIOUTPUTS)
+        _check_choice("backend", self.backend, backends.BACKENDS)
+        if not self.target:
+            raise InputError("--target is required: name the column that holds the true values")
+        if self.top < 0:
+            raise InputError(f"--top must be 0 or more, not {self.top}")
+        if self.chunk_rows < 1:
+            raise InputError(f"--chunk-rows must be at least 1, not {self.chunk_rows}")
+        self._check_parameter()
+
+    def _check_parameter(self) -> None:
+        if self.loss == "huber":
+            if self.beta is not None or self.sigma is not None:
+                raise InputError("--loss huber takes --delta, not --beta or --sigma")
+            if self.delta is not None and not (self.delta > 0 and math.isfinite(self.delta)):
+                raise InputError(f"--delta must be a finite number above 0, not {self.delta}")
+            return
+        if self.delta is not None:
+            raise InputError("--delta goes with --loss huber; smooth_l1 takes --beta (or --sigma)")
+        if self.beta is not None and self.sigma is not None:
+            raise InputError("give --beta or --sigma, not both (beta = 1 / sigma**2)")
+        if self.sigma is not None and not (self.sigma > 0 and math.isfinite(self.sigma)):
+            raise InputError(f"--sigma must be a finite number above 0, not {self.sigma}")
+        if self.beta is not None and not (self.beta >= 0 and math.isfinite(self.beta)):
+            raise InputError(f"--beta must be a finite number of 0 or more, not {self.beta}")
+
+    @property
+    def parameter(self) -> float:
+        """beta (from --beta or --sigma) for smooth_l1, delta for huber; 1.0 unless given."""
+        if self.loss == "huber":
+            return 1.0 if self.delta is None else float(self.delta)
+        if self.sigma is not None:
+            return 1.0 / (self.sigma * self.sigma)
+        return 1.0 if self.beta is None else float(self.beta)
+
+
+def _split_names(names: Iterable[str] | str) -> tuple[str, ...]:
+    """'a,b' and ('a', 'b') alike: repeatable options may also be comma-separated."""
+    items = [names] if isinstance(names, str) else list(names)
+    return tuple(part.strip() for item in items for part in item.split(",") if part.strip())
+
+
+def _check_choice(option: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise InputError(f"--{option} must be one of {', '.join(choices)}, not {value!r}")
+
+
+class RowSink(Protocol):
+    """Where per-row losses go while evaluating (a CSV on stdout, a file)."""
+
+    def write(
+        self,
+        rows: np.ndarray[Any, Any],
+        ids: pa.Array | None,
+        losses: list[np.ndarray[Any, Any]],
+        omitted: np.ndarray[Any, Any] | None,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which columns pair up into which results."""
+
+    pairs: tuple[tuple[str, str], ...]  # (pred, target) per result
+    weight: str | None
+    id: str | None
+
+    @property
+    def numeric(self) -> list[str]:
+        names = [name for pair in self.pairs for name in pair] + ([self.weight] if self.weight else [])
+        return list(dict.fromkeys(names))
+
+    @property
+    def columns(self) -> list[str]:
+        return self.numeric + ([self.id] if self.id else [])
+
+    @property
+    def multi_output(self) -> bool:
+        return len({target for _, target in self.pairs}) > 1
+
+
+def plan_columns(source: Source, options: Options) -> Plan:
+    """Resolve and pair the target, prediction, weight and id columns against the first input."""
+    targets = [_find_column(source, name, "target") for name in options.target]
+    weight = _find_column(source, options.weight, "weight") if options.weight else None
+    id_column = _find_column(source, options.id, "id") if options.id else None
+    reserved = set(targets) | {weight, id_column}
+    if options.pred:
+        preds = [_find_column(source, name, "pred") for name in options.pred]
+    else:
+        preds = _default_preds(source, targets, reserved)
+    for pred in preds:
+        if pred in targets:
+            raise InputError(f"column '{pred}' is both a target and a prediction; pass --pred")
+    if len(targets) == 1:
+        pairs = tuple((pred, targets[0]) for pred in preds)
+    elif len(preds) == len(targets):
+        pairs = tuple(zip(preds, targets, strict=True))
+    else:
+        raise InputError(
+            f"{len(targets)} targets ({', '.join(targets)}) pair up with {len(targets)} predictions in order, "
+            f"but {len(preds)} were found ({', '.join(preds)}); pass one --pred per target"
+        )
+    return Plan(pairs, weight, id_column)
+
+
+def _find_column(source: Source, name: str, role: str) -> str:
+    if name in source.columns:
+        return name
+    shown = ", ".join(source.columns[:20]) + (f", ... ({len(source.columns)} in all)" if len(source.columns) > 20 else "")
+    message = f"{source.label}: {role} column '{name}' not found (columns: {shown})"
+    folded = {column.lower(): column for column in source.columns}
+    close = difflib.get_close_matches(name.lower(), list(folded), n=1, cutoff=0.6)
+    if close:
+        message += f"; did you mean '{folded[close[0]]}'?"
+    raise InputError(message)
+
+
+def _default_preds(source: Source, targets: list[str], reserved: set[str | None]) -> list[str]:
+    """SPEC's default: the one conventionally named prediction column, else every other numeric column."""
+    if len(targets) == 1:
+        target = targets[0].lower()
+        names = {*PRED_NAMES, f"{target}_pred", f"pred_{target}"}
+        named = [c for c in source.columns if c.lower() in names and c not in reserved]
+        if len(named) == 1:
+            return named
+    else:
+        per_target = [
+            [c for c in source.columns if c.lower() in (f"{t.lower()}_pred", f"pred_{t.lower()}")] for t in targets
+        ]
+        if all(len(found) == 1 for found in per_target):
+            return [found[0] for found in per_target]
+    rest = [c for c in source.columns if c in source.numeric and c not in reserved]
+    if not rest:
+        raise InputError(
+            f"{source.label}: no prediction column found: none is named {', '.join(PRED_NAMES)} "
+            f"and no other column is numeric (columns: {', '.join(source.columns)}); pass --pred"
+        )
+    return rest
+
+
+def _check_source(source: Source, plan: Plan) -> None:
+    """Every input must hold the planned columns, and typed inputs must hold numbers in them."""
+    for name in plan.columns:
+        _find_column(source, name, "planned")
+    if source.format not in TYPED_FORMATS:
+        return
+    for name in plan.numeric:
+        if name not in source.numeric:
+            raise InputError(f"{source.label}: column '{name}' is of type {source.types[name]}, not numeric")
+
+
+@dataclass
+class _Piece:
+    """A run of consecutive rows: float64 columns, and the id column as Arrow."""
+
+    columns: dict[str, np.ndarray[Any, Any]]
+    ids: list[pa.Array]
+    rows: int
+
+    def slice(self, start: int, length: int) -> _Piece:
+        return _Piece(
+            {name: values[start : start + length] for name, values in self.columns.items()},
+            [ids.slice(start, length) for ids in self.ids],
+            length,
+        )
+
+    @staticmethod
+    def concat(pieces: list[_Piece]) -> _Piece:
+        if len(pieces) == 1:
+            return pieces[0]
+        names = pieces[0].columns
+        return _Piece(
+            {name: np.concatenate([p.columns[name] for p in pieces]) for name in names},
+            [ids for p in pieces for ids in p.ids],
+            sum(p.rows for p in pieces),
+        )
+
+
+def _aligned(pieces: Iterator[_Piece], chunk_rows: int) -> Iterator[_Piece]:
+    """Re-cut pieces of any size into chunks of exactly `chunk_rows` rows (the last may be shorter)."""
+    pending: list[_Piece] = []
+    buffered = 0
+    for piece in pieces:
+        start = 0
+        while start < piece.rows:
+            take = min(chunk_rows - buffered, piece.rows - start)
+            pending.append(piece.slice(start, take) if take < piece.rows else piece)
+            buffered += take
+            start += take
+            if buffered == chunk_rows:
+                yield _Piece.concat(pending)
+                pending, buffered = [], 0
+    if pending:
+        yield _Piece.concat(pending)
+
+
+@dataclass
+class _BadRows:
+    """Rows with a missing, NaN or infinite value: how many, and the first one."""
+
+    count: int = 0
+    first: tuple[int, str, float] | None = None  # global row, column, value
+
+
+@dataclass
+class _Run:
+    """The mutable state of one evaluation pass: accumulators and counters."""
+
+    plan: Plan
+    options: Options
+    xp: Any
+    sink: RowSink | None
+    stats: list[LossStats]
+    row_sum: LossStats | None
+    rows: int = 0
+    omitted: int = 0
+    bad: _BadRows = field(default_factory=_BadRows)
+
+    def terms(self, diff: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        xp, parameter = self.xp, self.options.parameter
+        data = diff if xp is np else xp.asarray(diff)
+        if self.options.loss == "huber":
+            out = kernel.huber_terms(data, parameter, xp)
+        else:
+            out = kernel.smooth_l1_terms(data, parameter, xp)
+        return backends.to_numpy(out)
+
+    def reduce(self, piece: _Piece) -> None:
+        """Fold one aligned chunk into every accumulator (and the per-row sink)."""
+        start, n = self.rows, piece.rows
+        self.rows += n
+        columns = piece.columns
+        finite = np.ones(n, dtype=bool)
+        for name in self.plan.numeric:
+            finite &= np.isfinite(columns[name])
+        bad_rows = n - int(np.count_nonzero(finite))
+        if bad_rows:
+            self._note_bad(start, piece, finite, bad_rows)
+        if self.bad.count and self.options.nan_policy == "error":
+            return  # the run ends in an error: only count what is left
+        rows = np.arange(start, start + n, dtype=np.int64)
+        keep = None
+        if bad_rows and self.options.nan_policy == "omit":
+            keep = finite
+            self.omitted += bad_rows
+            rows = rows[keep]
+            columns = {name: values[keep] for name, values in columns.items()}
+        weight = columns[self.plan.weight] if self.plan.weight else None
+        if weight is not None:
+            self._check_weights(weight, rows)
+        ids_of = _ids_getter(piece.ids, keep)
+        losses = []
+        parameter = self.options.parameter
+        with np.errstate(invalid="ignore", over="ignore"):
+            for index, (pred, target) in enumerate(self.plan.pairs):
+                diff = columns[pred] - columns[target]
+                loss = self.terms(diff)
+                abs_diff = np.abs(diff)
+                chunk = Chunk(
+                    loss, abs_diff, np.square(diff), abs_diff >= parameter, rows, weight,
+                    columns[pred], columns[target], ids_of,
+                )  # fmt: skip
+                self.stats[index] = self.stats[index].update(chunk)
+                losses.append(loss)
+            if self.row_sum is not None:
+                self.row_sum = self.row_sum.update(self._row_sum_chunk(columns, losses, rows, weight))
+        if self.sink is not None:
+            omitted = None if keep is None else ~keep
+            self.sink.write(np.arange(start, start + n, dtype=np.int64), _concat_ids(piece.ids), _spread(losses, keep, n), omitted)
+
+    def _row_sum_chunk(
+        self,
+        columns: dict[str, np.ndarray[Any, Any]],
+        losses: list[np.ndarray[Any, Any]],
+        rows: np.ndarray[Any, Any],
+        weight: np.ndarray[Any, Any] | None,
+    ) -> Chunk:
+        diffs = [columns[pred] - columns[target] for pred, target in self.plan.pairs]
+        abs_diffs = [np.abs(d) for d in diffs]
+        return Chunk(
+            reduce(np.add, losses),
+            reduce(np.add, abs_diffs),
+            reduce(np.add, [np.square(d) for d in diffs]),
+            reduce(np.add, [(a >= self.options.parameter).astype(np.float64) for a in abs_diffs]) / len(diffs),
+            rows,
+            weight,
+        )
+
+    def _note_bad(self, start: int, piece: _Piece, finite: np.ndarray[Any, Any], count: int) -> None:
+        self.bad.count += count
+        if self.bad.first is None:
+            position = int(np.flatnonzero(~finite)[0])
+            for name in self.plan.numeric:
+                value = float(piece.columns[name][position])
+                if not math.isfinite(value):
+                    self.bad.first = (start + position, name, value)
+                    break
+
+    def _check_weights(self, weight: np.ndarray[Any, Any], rows: np.ndarray[Any, Any]) -> None:
+        negative = np.flatnonzero(weight < 0)
+        if negative.size:
+            position = int(negative[0])
+            raise _RowError(int(rows[position]), self.plan.weight or "", float(weight[position]), "is negative")
+
+
+class _RowError(Exception):
+    """An input error at a global row; `evaluate` names the file and the row within it."""
+
+    def __init__(self, row: int, column: str, value: float, problem: str) -> None:
+        super().__init__(row, column, value, problem)
+        self.row, self.column, self.value, self.problem = row, column, value, problem
+
+
+def _ids_getter(ids: list[pa.Array], keep: np.ndarray[Any, Any] | None) -> Callable[[np.ndarray[Any, Any]], list[Any]] | None:
+    if not ids:
+        return None
+
+    def ids_of(positions: np.ndarray[Any, Any]) -> list[Any]:
+        if keep is not None:
+            positions = np.flatnonzero(keep)[positions]
+        column = _concat_ids(ids)
+        assert column is not None
+        return [_json_id(value) for value in column.take(pa.array(positions, type=pa.int64())).to_pylist()]
+
+    return ids_of
+
+
+def _concat_ids(ids: list[pa.Array]) -> pa.Array | None:
+    if not ids:
+        return None
+    if len(ids) == 1:
+        return ids[0]
+    if len({a.type for a in ids}) > 1:
+        ids = [a.cast(pa.string()) for a in ids]
+    return pa.concat_arrays(ids)
+
+
+def _json_id(value: Any) -> Any:
+    return value if value is None or isinstance(value, str | int | float | bool) else str(value)
+
+
+def _spread(losses: list[np.ndarray[Any, Any]], keep: np.ndarray[Any, Any] | None, n: int) -> list[np.ndarray[Any, Any]]:
+    """Losses at their rows again (an omitted row's slot is masked when written)."""
+    if keep is None:
+        return losses
+    spread = []
+    for loss in losses:
+        full = np.full(n, np.nan)
+        full[keep] = loss
+        spread.append(full)
+    return spread
+
+
+def evaluate_sources(
+    sources: Sequence[Source],
+    options: Options,
+    sink: RowSink | None = None,
+) -> Report:
+    """Stream every source through the accumulators and build the report."""
+    plan = plan_columns(sources[0], options)
+    for source in sources:
+        _check_source(source, plan)
+    k = len(plan.pairs)
+    run = _Run(
+        plan,
+        options,
+        backends.namespace(options.backend),
+        sink,
+        [LossStats(top_k=options.top) for _ in range(k)],
+        LossStats() if plan.multi_output and options.multioutput == "row-sum" else None,
+    )
+    inputs = []
+    text = {plan.id} if plan.id else set()
+    offsets = []
+    try:
+        pieces = _pieces(sources, plan, text, options.chunk_rows, inputs, offsets)
+        for piece in _aligned(pieces, options.chunk_rows):
+            run.reduce(piece)
+    except _RowError as exc:
+        label, row = _locate(sources, offsets, exc.row)
+        raise InputError(f"{label}: row {row}, column '{exc.column}': {format_value(exc.value)} {exc.problem}") from exc
+    return _report(run, sources, offsets, tuple(inputs))
+
+
+def _pieces(
+    sources: Sequence[Source],
+    plan: Plan,
+    text: set[str],
+    chunk_rows: int,
+    inputs: list[InputInfo],
+    offsets: list[int],
+) -> Iterator[_Piece]:
+    """Each source's batches as pieces, in order; records each input's row count and first row."""
+    total = 0
+    for source in sources:
+        offsets.append(total)
+        rows = 0
+        try:
+            for batch in source.batches(plan.columns, text, chunk_rows):
+                columns = {name: to_float64(batch.column(name)) for name in plan.numeric}
+                ids = [batch.column(plan.id)] if plan.id else []
+                rows += batch.num_rows
+                yield _Piece(columns, ids, batch.num_rows)
+        finally:
+            source.close()
+        inputs.append(InputInfo(source.label, source.format, rows))
+        total += rows
+
+
+def _locate(sources: Sequence[Source], offsets: list[int], row: int) -> tuple[str, int]:
+    """The input a global row came from, and the row's number within it."""
+    index = max(i for i, offset in enumerate(offsets) if offset <= row)
+    return sources[index].label, row - offsets[index]
+
+
+def format_value(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+
+
+def _labels(sources: Sequence[Source]) -> str:
+    return ", ".join(s.label for s in sources)
+
+
+def _report(run: _Run, sources: Sequence[Source], offsets: list[int], inputs: tuple[InputInfo, ...]) -> Report:
+    options, plan = run.options, run.plan
+    if run.rows == 0:
+        raise InputError(f"{_labels(sources)}: no data rows to evaluate (only a header, or nothing)")
+    if run.bad.count and options.nan_policy == "error":
+        assert run.bad.first is not None
+        row, column, value = run.bad.first
+        label, local = _locate(sources, offsets, row)
+        raise InputError(
+            f"{label}: {run.bad.count} row{'s' if run.bad.count > 1 else ''} with a missing, NaN or infinite value "
+            f"(first: row {local}, column '{column}', value {format_value(value)}); "
+            "pass --nan-policy omit to skip such rows, or --nan-policy propagate to keep them as NaN"
+        )
+    if run.omitted == run.rows:
+        raise InputError(f"{_labels(sources)}: no rows left: all {run.rows} rows were omitted for missing values")
+    results = tuple(
+        _result(pred, target, stats, run.omitted, options, sources)
+        for (pred, target), stats in zip(plan.pairs, run.stats, strict=True)
+    )
+    overall = None
+    if plan.multi_output:
+        stats = run.row_sum if run.row_sum is not None else reduce(LossStats.merge, run.stats)
+        overall = _result("overall", "overall", stats, run.omitted, options, sources)
+    worst = tuple(
+        WorstRow(int(row), pred, target, float(p), float(a), float(loss), identifier)
+        for (pred, target), stats in zip(plan.pairs, run.stats, strict=True)
+        if stats.worst is not None
+        for loss, row, p, a, identifier in zip(
+            stats.worst.loss,
+            stats.worst.rows,
+            stats.worst.prediction,
+            stats.worst.actual,
+            stats.worst.ids or (None,) * len(stats.worst.rows),
+            strict=True,
+        )
+    )
+    return Report(
+        loss=options.loss,
+        parameter=options.parameter,
+        reduction=options.reduction,
+        nan_policy=options.nan_policy,
+        multioutput=options.multioutput,
+        weight=plan.weight,
+        id_column=plan.id,
+        inputs=inputs,
+        rows=run.rows,
+        results=results,
+        overall=overall,
+        worst_rows=worst,
+    )
+
+
+def _result(pred: str, target: str, stats: LossStats, omitted: int, options: Options, sources: Sequence[Source]) -> Result:
+    summary = stats.summarize()
+    if summary.weight == 0:
+        raise InputError(f"{_labels(sources)}: the weights in '{options.weight}' add up to 0; nothing to average")
+    value = summary.sum if options.reduction == "sum" else summary.mean
+    return Result(pred, target, omitted, value, summary)

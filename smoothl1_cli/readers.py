@@ -1,0 +1,495 @@
+"""Streaming readers: every input becomes Arrow record batches of only the needed columns.
+
+Delimited text and JSON Lines are cut into record-aligned blocks here and each block is
+parsed by Arrow's multi-threaded reader, so memory is bounded by the block size and a
+parse error can be traced back to its exact row and line. Parquet and Arrow IPC are read
+batch by batch. Every Arrow failure becomes an InputError that names the input.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.ipc as ipc
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from smoothl1_cli.errors import InputError
+
+FORMATS = ("csv", "tsv", "parquet", "ipc", "jsonl")
+EXTENSIONS = {
+    ".csv": "csv",
+    ".txt": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".arrow": "ipc",
+    ".feather": "ipc",
+    ".ipc": "ipc",
+    ".arrows": "ipc",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+COMPRESSIONS = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd", ".lz4": "lz4"}
+MAGIC = ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"BZh", "bz2"), (b"\x04\x22\x4d\x18", "lz4"))
+BLOCK_BYTES = 16 << 20  # text is parsed in record-aligned blocks of about this size
+SNIFF_BYTES = 1 << 20
+DELIMITERS = (",", "\t", ";")
+_NUMERIC = (pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal)
+_ProgressFn = Callable[[int], None]
+
+
+def is_numeric(type_: pa.DataType) -> bool:
+    """Whether a column of this type can be read as float64 without losing its meaning."""
+    return any(check(type_) for check in _NUMERIC)
+
+
+def to_float64(array: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
+    """A float64 NumPy copy of a numeric Arrow array, nulls as NaN (never imports pandas)."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if array.type != pa.float64():
+        array = pc.cast(array, pa.float64())
+    if array.null_count:
+        array = pc.fill_null(array, np.nan)
+    data = array.buffers()[1]
+    if data is None:
+        return np.zeros(len(array))
+    return np.frombuffer(data, dtype=np.float64, count=len(array), offset=array.offset * 8)
+
+
+@dataclass
+class Source:
+    """One opened input: its columns, which of them are numeric, and a way to stream them."""
+
+    label: str  # the path as the user gave it, or <stdin>
+    format: str
+    columns: list[str]
+    numeric: set[str]
+    stream_batches: Callable[[list[str], set[str], int], Iterator[pa.RecordBatch]]
+    size: int | None = None  # bytes on disk, for the progress bar
+    types: dict[str, str] = field(default_factory=dict)  # Arrow type names, where the format has a schema
+    progress: list[_ProgressFn] = field(default_factory=list)
+    close: Callable[[], None] = lambda: None
+
+    def batches(self, columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+        """Record batches of exactly `columns`, in order; delimited text parses all but `text` as float64.
+
+        Arrow errors become InputErrors that name the input.
+        """
+        try:
+            yield from self.stream_batches(columns, text, chunk_rows)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError, EOFError) as exc:
+            raise InputError(f"{self.label}: {_describe(exc)}") from exc
+
+
+def open_source(spec: str | Path, input_format: str | None = None) -> Source:
+    """Open a path (or '-' for standard input), detect compression and format, read its header."""
+    label = str(spec)
+    try:
+        if label == "-":
+            return _open_stream(label, _Prefixed(sys.stdin.buffer), input_format, size=None)
+        path = Path(label)
+        if path.is_dir():
+            raise InputError(f"{label}: is a directory; pass the files in it")
+        size = path.stat().st_size
+        if size == 0:
+            raise InputError(f"{label}: the file is empty")
+        fmt = input_format or EXTENSIONS.get(_strip_compression(path).suffix.lower())
+        with open(path, "rb") as probe:
+            head = probe.read(8)
+        if fmt in ("parquet", "ipc") and _compression(head) is None:
+            return _open_random_access(label, pa.OSFile(str(path)), fmt, size)
+        return _open_stream(label, _Prefixed(open(path, "rb")), fmt, size)
+    except FileNotFoundError as exc:
+        raise InputError(f"{label}: no such file") from exc
+    except PermissionError as exc:
+        raise InputError(f"{label}: permission denied") from exc
+    except IsADirectoryError as exc:
+        raise InputError(f"{label}: is a directory") from exc
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError, EOFError) as exc:
+        raise InputError(f"{label}: {_describe(exc)}") from exc
+
+
+def source_from_table(table: pa.Table, label: str) -> Source:
+    """A Source over an in-memory Arrow table (the Python API's DataFrame and Table inputs)."""
+    numeric = _numeric_of(table.schema)
+
+    def stream(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+        yield from table.select(columns).to_batches(max_chunksize=chunk_rows)
+
+    return Source(label, "table", list(table.column_names), numeric, stream, types=_types_of(table.schema))
+
+
+def _strip_compression(path: Path) -> Path:
+    return path.with_suffix("") if path.suffix.lower() in COMPRESSIONS else path
+
+
+def _compression(head: bytes) -> str | None:
+    return next((codec for magic, codec in MAGIC if head.startswith(magic)), None)
+
+
+class _Prefixed(io.RawIOBase):
+    """A byte stream whose first bytes can be looked at before it is read."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__()
+        self._raw = raw
+        self._head = b""
+
+    def peek(self, n: int) -> bytes:
+        while len(self._head) < n:
+            more = self._raw.read(n - len(self._head))
+            if not more:
+                break
+            self._head += more
+        return self._head[:n]
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            out, self._head = (self._head, b"") if n < 0 or n >= len(self._head) else (self._head[:n], self._head[n:])
+            if n < 0:
+                out += self._raw.read()
+            return out
+        return self._raw.read(n)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if self._raw is not sys.stdin.buffer:
+            self._raw.close()
+        super().close()
+
+
+def _open_stream(label: str, raw: _Prefixed, fmt: str | None, size: int | None) -> Source:
+    """Text, or anything arriving as a stream: undo compression, sniff the format if needed."""
+    codec = _compression(raw.peek(4))
+    stream: _Prefixed = _Prefixed(pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), codec)) if codec else raw
+    try:
+        head = stream.peek(8)
+        if not head:
+            raise InputError(f"{label}: the input is empty")
+        fmt = fmt or _sniff_format(head)
+        if fmt in ("parquet", "ipc"):  # both need to seek: buffer the (decompressed) bytes
+            with stream:
+                return _open_random_access(label, pa.BufferReader(stream.read()), fmt, size)
+        source = _open_jsonl(label, stream, size) if fmt == "jsonl" else _open_delimited(label, stream, fmt, size)
+    except BaseException:
+        stream.close()
+        raise
+    source.close = stream.close
+    return source
+
+
+def _sniff_format(head: bytes) -> str:
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.startswith(b"ARROW1") or head.startswith(b"\xff\xff\xff\xff"):
+        return "ipc"
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        return "jsonl"
+    return "csv"
+
+
+def _open_random_access(label: str, file: pa.NativeFile, fmt: str, size: int | None) -> Source:
+    if fmt == "parquet":
+        parquet = pq.ParquetFile(file)
+        schema = parquet.schema_arrow
+
+        def parquet_batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+            for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns, use_threads=True):
+                yield batch.select(columns)
+
+        return Source(
+            label, fmt, schema.names, _numeric_of(schema), parquet_batches, size, _types_of(schema), close=file.close
+        )
+    try:
+        reader: Any = ipc.open_file(file)
+        batch_iter: Callable[[], Iterator[pa.RecordBatch]] = lambda: (  # noqa: E731
+            reader.get_batch(i) for i in range(reader.num_record_batches)
+        )
+    except pa.ArrowInvalid:
+        file.seek(0)
+        reader = ipc.open_stream(file)
+        batch_iter = lambda: iter(reader)  # noqa: E731
+    schema = reader.schema
+
+    def ipc_batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+        for batch in batch_iter():
+            yield from pa.Table.from_batches([batch.select(columns)]).to_batches(max_chunksize=chunk_rows)
+
+    return Source(label, fmt, schema.names, _numeric_of(schema), ipc_batches, size, _types_of(schema), close=file.close)
+
+
+def _numeric_of(schema: pa.Schema) -> set[str]:
+    return {f.name for f in schema if is_numeric(f.type)}
+
+
+def _types_of(schema: pa.Schema) -> dict[str, str]:
+    return {f.name: str(f.type) for f in schema}
+
+
+@dataclass
+class _TextReader:
+    """Cuts a byte stream into record-aligned blocks; counts the rows and lines before each."""
+
+    stream: _Prefixed
+    quoted: bool  # whether a quote can hide a newline (delimited text), or not (JSON Lines)
+    carry: bytes = b""
+    lines_before: int = 0  # lines consumed before the current block (header included)
+    rows_before: int = 0
+    progress: list[_ProgressFn] = field(default_factory=list)
+
+    def blocks(self) -> Iterator[bytes]:
+        while True:
+            data = self.stream.read(BLOCK_BYTES)
+            for report in self.progress:
+                report(len(data))
+            if not data:
+                if self.carry.strip():
+                    yield self.carry
+                return
+            data = self.carry + data
+            cut = _last_boundary(data, self.quoted)
+            if cut <= 0:
+                self.carry = data
+                continue
+            block, self.carry = data[:cut], data[cut:]
+            yield block
+
+
+def _last_boundary(data: bytes, quoted: bool) -> int:
+    """Index just past the last newline that ends a record (not one inside a quoted field)."""
+    end = data.rfind(b"\n")
+    if not quoted or end < 0 or b'"' not in data:
+        return end + 1
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    open_quotes = np.cumsum(buffer == ord('"')) % 2  # "" escapes keep the parity right
+    newlines = np.flatnonzero((buffer == ord("\n")) & (open_quotes == 0))
+    return int(newlines[-1]) + 1 if newlines.size else 0
+
+
+def _split_header(stream: _Prefixed, label: str) -> tuple[str, int]:
+    """The first non-empty line of delimited text (BOM removed), and the lines it took."""
+    head = b""
+    while b"\n" not in head:
+        more = stream.read(65536)
+        if not more:
+            break
+        head += more
+    text_end = head.find(b"\n")
+    line, rest = (head, b"") if text_end < 0 else (head[:text_end], head[text_end + 1 :])
+    stream._head = rest + stream._head  # give back what followed the header
+    line = line.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r")
+    if not line.strip():
+        raise InputError(f"{label}: the first line is empty; expected a header with column names")
+    try:
+        return line.decode("utf-8"), 1
+    except UnicodeDecodeError:
+        return line.decode("latin-1"), 1
+
+
+def _open_delimited(label: str, stream: _Prefixed, fmt: str | None, size: int | None) -> Source:
+    header, header_lines = _split_header(stream, label)
+    delimiter = _sniff_delimiter(header, default="\t" if fmt == "tsv" else ",")
+    names = next(csv.reader([header], delimiter=delimiter))
+    names = [name.strip() for name in names]
+    _check_names(label, names)
+    reader = _TextReader(stream, quoted=True, lines_before=header_lines)
+    blocks = reader.blocks()
+    first = next(blocks, b"")
+    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
+    numeric = _infer_numeric(label, first, names, parse)
+
+    def batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+        wanted = {name: pa.string() if name in text else pa.float64() for name in columns}
+        for block in _chain(first, blocks):
+            table = _parse_csv_block(label, block, names, parse, wanted, reader)
+            yield from table.select(columns).to_batches()
+            reader.rows_before += table.num_rows
+            reader.lines_before += block.count(b"\n")
+
+    source = Source(label, fmt or "csv", names, numeric, batches, size)
+    reader.progress = source.progress
+    return source
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest
+
+
+def _sniff_delimiter(header: str, default: str) -> str:
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: (counts[d], d == default))
+    return best if counts[best] else default
+
+
+def _check_names(label: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for position, name in enumerate(names):
+        if not name:
+            raise InputError(f"{label}: column {position + 1} of the header has no name")
+        if name in seen:
+            raise InputError(f"{label}: the header names column '{name}' twice")
+        seen.add(name)
+
+
+def _infer_numeric(label: str, block: bytes, names: list[str], parse: pacsv.ParseOptions) -> set[str]:
+    """Numeric columns, by Arrow's type inference over the first block."""
+    sample = block[: _last_boundary(block[:SNIFF_BYTES], quoted=True) or len(block)]
+    if not sample:
+        return set()
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(sample),
+            read_options=pacsv.ReadOptions(column_names=names),
+            parse_options=parse,
+        )
+    except pa.ArrowInvalid:
+        return set()  # the full read will report the exact row
+    return {f.name for f in table.schema if is_numeric(f.type) or pa.types.is_null(f.type)}
+
+
+def _parse_csv_block(
+    label: str,
+    block: bytes,
+    names: list[str],
+    parse: pacsv.ParseOptions,
+    types: dict[str, pa.DataType],
+    reader: _TextReader,
+) -> pa.Table:
+    convert = pacsv.ConvertOptions(include_columns=list(types), column_types=types, strings_can_be_null=True)
+    try:
+        return pacsv.read_csv(
+            pa.BufferReader(block),
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=True),
+            parse_options=parse,
+            convert_options=convert,
+        )
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{label}: {_locate_csv_error(block, names, parse, types, reader, exc)}") from exc
+
+
+def _locate_csv_error(
+    block: bytes,
+    names: list[str],
+    parse: pacsv.ParseOptions,
+    types: dict[str, pa.DataType],
+    reader: _TextReader,
+    exc: pa.ArrowInvalid,
+) -> str:
+    """Turn Arrow's row-less message into one that names the row, the line, the column and the value."""
+    text = block.decode("utf-8", errors="replace")
+    records = csv.reader(io.StringIO(text, newline=""), delimiter=parse.delimiter)
+    numeric = [names.index(name) for name, type_ in types.items() if type_ == pa.float64()]
+    row = 0
+    for record in records:
+        if not record:
+            continue
+        where = f"row {reader.rows_before + row} (line {reader.lines_before + records.line_num})"
+        if len(record) != len(names):
+            return f"{where}: expected {len(names)} fields, found {len(record)}"
+        for index in numeric:
+            value = record[index]
+            if not _parses_as_float(value):
+                return f"{where}, column '{names[index]}': {value!r} is not a number"
+        row += 1
+    return _describe(exc)
+
+
+_NULLS = frozenset(pacsv.ConvertOptions().null_values)
+
+
+def _parses_as_float(value: str) -> bool:
+    """Arrow's own verdict on one CSV field (its null spellings count as missing, not bad)."""
+    if value in _NULLS:
+        return True
+    try:
+        pc.cast(pa.array([value]), pa.float64())
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _open_jsonl(label: str, stream: _Prefixed, size: int | None) -> Source:
+    reader = _TextReader(stream, quoted=False)
+    blocks = reader.blocks()
+    first = next(blocks, b"")
+    if not first.strip():
+        raise InputError(f"{label}: the input is empty")
+    sample = first[: _last_boundary(first[:SNIFF_BYTES], quoted=False) or len(first)]
+    try:
+        schema = pajson.read_json(pa.BufferReader(sample)).schema
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{label}: {_locate_json_error(sample, [], reader, exc)}") from exc
+    numeric = _numeric_of(schema) | {f.name for f in schema if pa.types.is_null(f.type)}
+
+    def batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+        wanted = pa.schema([(name, pa.string() if name in text else pa.float64()) for name in columns])
+        options = pajson.ParseOptions(explicit_schema=wanted, unexpected_field_behavior="ignore")
+        for block in _chain(first, blocks):
+            try:
+                table = pajson.read_json(pa.BufferReader(block), parse_options=options)
+            except pa.ArrowInvalid as exc:
+                numeric_columns = [name for name in columns if name not in text]
+                raise InputError(f"{label}: {_locate_json_error(block, numeric_columns, reader, exc)}") from exc
+            yield from table.select(columns).to_batches()
+            reader.rows_before += table.num_rows
+            reader.lines_before += block.count(b"\n")
+
+    source = Source(label, "jsonl", schema.names, numeric, batches, size)
+    reader.progress = source.progress
+    return source
+
+
+def _locate_json_error(block: bytes, numeric: list[str], reader: _TextReader, exc: pa.ArrowInvalid) -> str:
+    row = 0
+    for line_number, line in enumerate(block.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        where = f"row {reader.rows_before + row} (line {reader.lines_before + line_number})"
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return f"{where}: not valid JSON: {_shorten(line.decode('utf-8', errors='replace'))!r}"
+        if not isinstance(record, dict):
+            return f"{where}: expected a JSON object, found {_shorten(line.decode('utf-8', errors='replace'))!r}"
+        for name in numeric:
+            value = record.get(name)
+            if isinstance(value, bool) or not (value is None or isinstance(value, int | float)):
+                return f"{where}, column '{name}': {value!r} is not a number"
+        row += 1
+    return _describe(exc)
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(exc: BaseException) -> str:
+    """Arrow's message without its C++ source locations, on one line."""
+    text = re.sub(r"\s*(/[^\s:]+\.(cc|h):\d+\s*)+", " ", str(exc)).strip()
+    if isinstance(exc, EOFError) or "Truncated" in text:
+        return f"the file is truncated or corrupt ({text})"
+    return " ".join(text.split()) or type(exc).__name__

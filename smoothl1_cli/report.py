@@ -1,0 +1,182 @@
+"""The report: one dataclass tree, rendered by `render`, compared by `gate`, returned by the API."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from smoothl1_cli import __version__
+from smoothl1_cli.stats import Summary
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SCHEMA_VERSION = 1
+
+
+def format_number(value: float) -> str:
+    """Shortest round-trip text of a number, without a trailing '.0' (1.0 -> '1', 0.1 -> '0.1')."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+@dataclass(frozen=True, slots=True)
+class InputInfo:
+    path: str
+    format: str
+    rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "format": self.format, "rows": self.rows}
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One evaluated pairing of a prediction column with a target column (or `overall`)."""
+
+    pred: str
+    target: str
+    omitted: int
+    value: float
+    summary: Summary
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.summary
+        out: dict[str, Any] = {
+            "pred": self.pred,
+            "target": self.target,
+            "count": s.count,
+            "omitted": self.omitted,
+            "value": self.value,
+            "mean": s.mean,
+            "sum": s.sum,
+            "std": s.std,
+            "min": s.min,
+            "max": s.max,
+            "quantiles": dict(s.quantiles),
+            "linear_fraction": s.linear_fraction,
+            "mae": s.mae,
+            "rmse": s.rmse,
+        }
+        if s.weight != s.count:
+            out["weight_sum"] = s.weight
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class WorstRow:
+    row: int
+    pred: str
+    target: str
+    prediction: float
+    actual: float
+    loss: float
+    id: Any = None
+
+    def to_dict(self, with_id: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"row": self.row}
+        if with_id:
+            out["id"] = self.id
+        out.update(pred=self.pred, target=self.target, prediction=self.prediction, actual=self.actual, loss=self.loss)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    passed: bool = True
+    failures: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "failures": list(self.failures)}
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Everything one evaluation found, with the settings its values depend on."""
+
+    loss: str
+    parameter: float  # beta for smooth_l1, delta for huber
+    reduction: str
+    nan_policy: str
+    multioutput: str
+    weight: str | None
+    id_column: str | None
+    inputs: tuple[InputInfo, ...]
+    rows: int
+    results: tuple[Result, ...]
+    overall: Result | None = None
+    worst_rows: tuple[WorstRow, ...] = ()
+    gate: Gate = field(default_factory=Gate)
+    version: str = __version__
+
+    @property
+    def parameter_name(self) -> str:
+        return "delta" if self.loss == "huber" else "beta"
+
+    @property
+    def signature(self) -> str:
+        """One line pinning everything a value depends on; reports compare only when these agree."""
+        return "|".join(
+            [
+                self.loss,
+                f"{self.parameter_name}:{format_number(self.parameter)}",
+                f"reduction:{self.reduction}",
+                f"weights:{self.weight or 'none'}",
+                f"nan:{self.nan_policy}",
+                f"multioutput:{self.multioutput}",
+                f"v:{self.version}",
+            ]
+        )
+
+    @property
+    def all_results(self) -> tuple[Result, ...]:
+        """The results, then `overall` where there is one: everything a gate checks."""
+        return self.results + ((self.overall,) if self.overall else ())
+
+    def with_gate(self, gate: Gate) -> Report:
+        return replace(self, gate=gate)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report of SPEC.md, keys in a fixed order (floats as floats: NaN and inf included)."""
+        out: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "version": self.version,
+            "signature": self.signature,
+            "loss": self.loss,
+            self.parameter_name: self.parameter,
+            "reduction": self.reduction,
+            "nan_policy": self.nan_policy,
+            "multioutput": self.multioutput,
+            "weight": self.weight,
+            "inputs": [i.to_dict() for i in self.inputs],
+            "rows": self.rows,
+            "results": [r.to_dict() for r in self.results],
+        }
+        if self.overall is not None:
+            out["overall"] = self.overall.to_dict()
+        out["worst_rows"] = [w.to_dict(self.id_column is not None) for w in self.worst_rows]
+        out["gate"] = self.gate.to_dict()
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per result (and `overall`), quantiles as p50..p99 columns."""
+        import pandas as pd
+
+        rows = []
+        for result in self.all_results:
+            flat = result.to_dict()
+            flat.update(flat.pop("quantiles"))
+            rows.append(flat)
+        return pd.DataFrame(rows)
+
+
+def strict_json_value(value: Any) -> Any:
+    """The value with every NaN and infinity replaced by None, as strict JSON requires."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json_value(v) for v in value]
+    return value

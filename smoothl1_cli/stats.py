@@ -1,0 +1,277 @@
+"""Mergeable accumulators: chunks, threads, a GPU or cluster workers all reduce the same way.
+
+Every accumulator is frozen and has `update` (add a chunk) and `merge` (add another
+accumulator); merging is order-free, so where a chunk was reduced never changes a result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from smoothl1_cli.sketch import QuantileSketch
+
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
+_NO_FLOATS: FloatArray = np.zeros(0)
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+
+
+def _two_sum(a: float, b: float) -> tuple[float, float]:
+    """a + b, and what rounding lost (Knuth); an infinite or NaN sum loses nothing we can keep."""
+    s = a + b
+    if not math.isfinite(s):
+        return s, 0.0
+    b_part = s - a
+    return s, (a - (s - b_part)) + (b - b_part)
+
+
+@dataclass(frozen=True, slots=True)
+class ExactSum:
+    """A compensated sum: long sums of chunk totals stay within 1e-12 of math.fsum."""
+
+    total: float = 0.0
+    error: float = 0.0
+
+    def add(self, value: float) -> ExactSum:
+        total, error = _two_sum(self.total, value)
+        return ExactSum(total, self.error + error)
+
+    def merge(self, other: ExactSum) -> ExactSum:
+        total, error = _two_sum(self.total, other.total)
+        return ExactSum(total, self.error + other.error + error)
+
+    @property
+    def value(self) -> float:
+        return self.total + self.error if math.isfinite(self.total) else self.total
+
+
+@dataclass(frozen=True, slots=True)
+class Moments:
+    """Weight, mean and M2 of the losses, merged by Chan's formula (never a running mean)."""
+
+    weight: float = 0.0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    @staticmethod
+    def of(values: FloatArray, weights: FloatArray | None) -> Moments:
+        if values.size == 0:
+            return Moments()
+        if weights is None:
+            mean = float(values.mean())
+            return Moments(float(values.size), mean, float(np.square(values - mean).sum()))
+        weight = float(weights.sum())
+        if weight == 0:
+            return Moments()
+        mean = float((weights * values).sum() / weight)
+        return Moments(weight, mean, float((weights * np.square(values - mean)).sum()))
+
+    def merge(self, other: Moments) -> Moments:
+        if other.weight == 0:
+            return self
+        if self.weight == 0:
+            return other
+        weight = self.weight + other.weight
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.weight / weight)
+        m2 = self.m2 + other.m2 + delta * delta * (self.weight * other.weight / weight)
+        return Moments(weight, mean, m2)
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation (ddof 0)."""
+        return math.sqrt(self.m2 / self.weight) if self.weight > 0 and self.m2 >= 0 else math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class WorstRows:
+    """The k largest losses seen so far, ties broken by the earlier row (deterministic at any chunking)."""
+
+    k: int
+    loss: FloatArray = field(default_factory=lambda: _NO_FLOATS)
+    rows: np.ndarray[Any, Any] = field(default_factory=lambda: _NO_ROWS)
+    prediction: FloatArray = field(default_factory=lambda: _NO_FLOATS)
+    actual: FloatArray = field(default_factory=lambda: _NO_FLOATS)
+    ids: tuple[Any, ...] = ()
+
+    def update(
+        self,
+        loss: FloatArray,
+        rows: np.ndarray[Any, Any],
+        prediction: FloatArray,
+        actual: FloatArray,
+        ids_of: Callable[[np.ndarray[Any, Any]], Sequence[Any]] | None,
+    ) -> WorstRows:
+        """Keep the chunk's k worst rows; `ids_of(positions)` fetches their ids only."""
+        if self.k == 0:
+            return self
+        picked = _largest(loss, self.k)
+        ids = tuple(ids_of(picked)) if ids_of is not None else ()
+        return self.merge(WorstRows(self.k, loss[picked], rows[picked], prediction[picked], actual[picked], ids))
+
+    def merge(self, other: WorstRows) -> WorstRows:
+        loss = np.concatenate([self.loss, other.loss])
+        rows = np.concatenate([self.rows, other.rows])
+        order = np.lexsort((rows, -loss))[: self.k]
+        ids = self.ids + other.ids
+        return WorstRows(
+            self.k,
+            loss[order],
+            rows[order],
+            np.concatenate([self.prediction, other.prediction])[order],
+            np.concatenate([self.actual, other.actual])[order],
+            tuple(ids[i] for i in order) if ids else (),
+        )
+
+
+def _largest(loss: FloatArray, k: int) -> np.ndarray[Any, Any]:
+    """Positions of the k largest non-NaN values, the earlier position first among equals."""
+    positions = np.flatnonzero(~np.isnan(loss))
+    values = loss[positions]
+    if values.size > k:
+        threshold = np.partition(values, values.size - k)[values.size - k]
+        above = np.flatnonzero(values > threshold)
+        tied = np.flatnonzero(values == threshold)[: k - above.size]
+        positions = positions[np.concatenate([above, tied])]
+    return positions
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One result's per-row arrays for a chunk of rows (after any omitted rows were dropped)."""
+
+    loss: FloatArray
+    abs_diff: FloatArray  # |d|; for a row-sum of k outputs, the sum of the k |d|
+    sq_diff: FloatArray  # d**2, likewise summed
+    linear: FloatArray  # share of the row's elements with |d| >= beta (0 or 1 for one output)
+    rows: np.ndarray[Any, Any]
+    weight: FloatArray | None = None
+    prediction: FloatArray | None = None  # for the worst rows; None where a row has no single value
+    actual: FloatArray | None = None
+    ids_of: Callable[[np.ndarray[Any, Any]], Sequence[Any]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The statistics a result reports; weights count as frequencies (weight 2 == the row twice)."""
+
+    count: int
+    weight: float
+    mean: float
+    sum: float
+    std: float
+    min: float
+    max: float
+    quantiles: dict[str, float]
+    linear_fraction: float
+    mae: float
+    rmse: float
+
+
+@dataclass(frozen=True, slots=True)
+class LossStats:
+    """Sufficient statistics of one result's losses: update with chunks, merge, summarize."""
+
+    top_k: int = 0
+    count: int = 0
+    loss: ExactSum = ExactSum()
+    weight: ExactSum = ExactSum()
+    abs_diff: ExactSum = ExactSum()
+    sq_diff: ExactSum = ExactSum()
+    linear: ExactSum = ExactSum()
+    moments: Moments = Moments()
+    min: float = math.inf
+    max: float = -math.inf
+    sketch: QuantileSketch = QuantileSketch()
+    worst: WorstRows | None = None
+
+    def update(self, chunk: Chunk) -> LossStats:
+        """These statistics plus one chunk's."""
+        loss, w = chunk.loss, chunk.weight
+        if loss.size == 0:
+            return self
+        with np.errstate(invalid="ignore", over="ignore"):
+            seen = loss if w is None else loss[w > 0]
+            lowest = float(seen.min()) if seen.size else math.inf
+            highest = float(seen.max()) if seen.size else -math.inf
+            chunk_stats = LossStats(
+                self.top_k,
+                int(loss.size),
+                ExactSum(_weighted_sum(loss, w)),
+                ExactSum(float(loss.size) if w is None else float(w.sum())),
+                ExactSum(_weighted_sum(chunk.abs_diff, w)),
+                ExactSum(_weighted_sum(chunk.sq_diff, w)),
+                ExactSum(_weighted_sum(chunk.linear, w)),
+                Moments.of(loss, w),
+                lowest,
+                highest,
+                QuantileSketch().update(loss, w),
+                self._worst_of(chunk),
+            )
+        return self.merge(chunk_stats)
+
+    def _worst_of(self, chunk: Chunk) -> WorstRows | None:
+        if self.top_k == 0 or chunk.prediction is None or chunk.actual is None:
+            return None
+        loss = chunk.loss if chunk.weight is None else np.where(chunk.weight > 0, chunk.loss, np.nan)
+        return WorstRows(self.top_k).update(loss, chunk.rows, chunk.prediction, chunk.actual, chunk.ids_of)
+
+    def merge(self, other: LossStats) -> LossStats:
+        """The statistics of both inputs together; min and max propagate NaN, as NumPy's do."""
+        return LossStats(
+            self.top_k,
+            self.count + other.count,
+            self.loss.merge(other.loss),
+            self.weight.merge(other.weight),
+            self.abs_diff.merge(other.abs_diff),
+            self.sq_diff.merge(other.sq_diff),
+            self.linear.merge(other.linear),
+            self.moments.merge(other.moments),
+            _nan_or(min, self.min, other.min),
+            _nan_or(max, self.max, other.max),
+            self.sketch.merge(other.sketch),
+            _merge_worst(self.worst, other.worst),
+        )
+
+    def summarize(self) -> Summary:
+        """The reported statistics; the caller checks that there was a row and a weight."""
+        weight = self.weight.value
+        with np.errstate(invalid="ignore", divide="ignore"):
+            total = self.loss.value
+            return Summary(
+                count=self.count,
+                weight=weight,
+                mean=total / weight if weight else math.nan,
+                sum=total,
+                std=self.moments.std,
+                min=self.min if self.count else math.nan,
+                max=self.max if self.count else math.nan,
+                quantiles={name: self._quantile(q) for name, q in QUANTILES.items()},
+                linear_fraction=self.linear.value / weight if weight else math.nan,
+                mae=self.abs_diff.value / weight if weight else math.nan,
+                rmse=math.sqrt(self.sq_diff.value / weight) if weight and self.sq_diff.value >= 0 else math.nan,
+            )
+
+    def _quantile(self, q: float) -> float:
+        """The sketch's estimate, kept within [min, max] (an estimate may land just outside)."""
+        estimate = self.sketch.quantile(q)
+        return estimate if math.isnan(estimate) else min(max(estimate, self.min), self.max)
+
+
+def _weighted_sum(values: FloatArray, weight: FloatArray | None) -> float:
+    return float(values.sum()) if weight is None else float((values * weight).sum())
+
+
+def _nan_or(pick: Callable[[float, float], float], a: float, b: float) -> float:
+    return math.nan if math.isnan(a) or math.isnan(b) else pick(a, b)
+
+
+def _merge_worst(a: WorstRows | None, b: WorstRows | None) -> WorstRows | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return a.merge(b)
