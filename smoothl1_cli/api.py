@@ -75,17 +75,17 @@ def evaluate(source: Any, target: str | Sequence[str], pred: str | Sequence[str]
     """Evaluate a path (or list of paths), a pandas DataFrame or a pyarrow Table; returns the Report.
 
     Options are the command's, in Python spelling: beta, delta, sigma, loss, reduction, weight,
-    nan_policy, id, top, multioutput, input_format, chunk_rows, backend, per_row, fail_above.
+    nan_policy, id, top, multioutput, input_format, chunk_rows, backend, per_row, fail_above,
+    baseline (a report's path) and max_increase ('2%' or '0.01').
     """
     from smoothl1_cli.evaluate import Options
 
-    per_row = options.pop("per_row", None)
-    fail_above = options.pop("fail_above", None)
+    gates = {name: options.pop(name, None) for name in ("per_row", "fail_above", "baseline", "max_increase")}
     try:
         settings = Options(target=_names(target), pred=_names(pred), **options)
     except TypeError as exc:
         raise InputError(str(exc)) from exc
-    return run(_sources(source, settings.input_format), settings, per_row=per_row, fail_above=fail_above)
+    return run(_sources(source, settings.input_format), settings, **gates)
 
 
 def _names(names: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -127,11 +127,23 @@ def open_all(paths: Sequence[str], input_format: str | None) -> list[Any]:
     return opened
 
 
-def run(sources: list[Any], settings: Any, per_row: str | None = None, fail_above: float | None = None) -> Report:
-    """Evaluate opened sources, writing per-row losses to `per_row` ('-' is stdout) as it goes."""
+def run(
+    sources: list[Any],
+    settings: Any,
+    per_row: str | None = None,
+    fail_above: float | None = None,
+    baseline: str | None = None,
+    max_increase: str | None = None,
+) -> Report:
+    """Evaluate opened sources, writing per-row losses to `per_row` ('-' is stdout) as it goes; then gate."""
+    from smoothl1_cli import gate
     from smoothl1_cli.evaluate import evaluate_sources, plan_columns
-    from smoothl1_cli.gate import fail_above as gate_fail_above
     from smoothl1_cli.output import CsvRowSink, atomic_output
+
+    if max_increase is not None and baseline is None:
+        raise InputError("--max-increase needs --baseline REPORT to compare against")
+    tolerance = gate.Tolerance.parse(max_increase or "0")
+    saved = gate.load_report(baseline) if baseline is not None else None
 
     with ExitStack() as stack:
         for source in sources:
@@ -147,5 +159,8 @@ def run(sources: list[Any], settings: Any, per_row: str | None = None, fail_abov
         if per_row == "-":
             sys.stdout.flush()
     if fail_above is not None:
-        report = report.with_gate(gate_fail_above(report, fail_above))
+        report = report.with_gate(gate.fail_above(report, fail_above))
+    if saved is not None and baseline is not None:
+        comparison = gate.compare(saved, report.to_dict(), tolerance, baseline)
+        report = report.with_gate(comparison.gate, comparison)
     return report

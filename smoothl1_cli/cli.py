@@ -100,14 +100,16 @@ def _sigterm(signum: int, frame: Any) -> NoReturn:
 @click.option("-o", "--output", metavar="FILE", help="Also write the JSON report to FILE (atomically).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the value(s).")
 @click.option("--fail-above", type=float, metavar="X", help="Exit 1 if a value exceeds X.")
+@click.option("--baseline", metavar="REPORT", help="Exit 1 if a value got worse than in this saved JSON report ...")
+@click.option("--max-increase", metavar="X[%]", help="... by more than X (absolute) or X% (relative).  [default: 0]")
 @click.option("--backend", type=click.Choice(["auto", "numpy", "cupy"]), default="numpy", show_default=True)
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=65_536, show_default=True, help="Rows per chunk.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr.  [default: on a terminal]")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
 @click.pass_context
 def eval_command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, output: str | None, quiet: bool,
-                 fail_above: float | None, per_row: str | None, progress: bool | None, debug: bool,
-                 id_column: str | None, **options: Any) -> None:  # fmt: skip
+                 fail_above: float | None, baseline: str | None, max_increase: str | None, per_row: str | None,
+                 progress: bool | None, debug: bool, id_column: str | None, **options: Any) -> None:  # fmt: skip
     """Evaluate INPUT (files, or - for standard input) and print a report.
 
     \b
@@ -129,7 +131,7 @@ def eval_command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, output: 
         per_row = "-"
     sources = open_all(list(inputs), settings.input_format)
     _attach_progress(sources, progress)
-    report = run(sources, settings, per_row=per_row, fail_above=fail_above)
+    report = run(sources, settings, per_row, fail_above, baseline, max_increase)
     if output is not None:
         text = io.StringIO()
         RENDERERS["json"](report, text)
@@ -143,6 +145,33 @@ def eval_command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, output: 
         if per_row == "-":
             for failure in report.gate.failures:
                 click.echo(f"gate failed: {failure}", err=True)
+        ctx.exit(ExitCode.GATE_FAILED)
+
+
+@cli.command("compare")
+@click.argument("baseline", metavar="BASELINE.json")
+@click.argument("current", metavar="CURRENT.json")
+@click.option("--max-increase", metavar="X[%]", default="0", show_default=True, help="Allowed increase: X or X%.")
+@click.option("-f", "--format", "fmt", type=click.Choice(["auto", "table", "json", "markdown"]), default="auto")
+@click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
+@click.pass_context
+def compare_command(ctx: click.Context, baseline: str, current: str, max_increase: str, fmt: str, debug: bool) -> None:
+    """Compare two saved JSON reports; exit 1 if a result regressed beyond --max-increase.
+
+    \b
+    Example:
+      smoothl1 compare main.json current.json --max-increase 2%
+    """
+    ctx.meta["smoothl1.debug"] = debug
+    from smoothl1_cli import gate
+    from smoothl1_cli.render import COMPARISON_RENDERERS
+
+    tolerance = gate.Tolerance.parse(max_increase)
+    comparison = gate.compare(gate.load_report(baseline), gate.load_report(current), tolerance, baseline)
+    renderer = fmt if fmt != "auto" else ("table" if sys.stdout.isatty() else "json")
+    COMPARISON_RENDERERS[renderer](comparison, sys.stdout)
+    sys.stdout.flush()
+    if not comparison.gate.passed:
         ctx.exit(ExitCode.GATE_FAILED)
 
 

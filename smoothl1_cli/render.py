@@ -1,6 +1,6 @@
 """RENDERERS: table | json | markdown | csv | quiet, each a function of a Report onto a text stream.
 
-The only module that imports rich.
+COMPARISON_RENDERERS do the same for `smoothl1 compare`. The only module that imports rich.
 """
 
 from __future__ import annotations
@@ -8,13 +8,16 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from smoothl1_cli.report import Report, Result, strict_json_value
+from smoothl1_cli.gate import Change, Comparison
+from smoothl1_cli.report import Gate, Report, Result, strict_json_value
 
 STAT_COLUMNS = ("count", "value", "mean", "std", "min", "p50", "p90", "p99", "max", "linear_fraction", "mae", "rmse")
 CSV_COLUMNS = ("count", "value", "mean", "sum", "std", "min", "p50", "p90", "p95", "p99", "max", "linear_fraction", "mae", "rmse")
+MARKDOWN_LIMIT = 512 * 1024  # GitHub's job summary takes 1 MiB; stay well under it
+BAR_WIDTH = 30
 
 
 def short(value: Any) -> str:
@@ -25,7 +28,11 @@ def short(value: Any) -> str:
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
         return f"{value:.6g}"
-    return str(value)
+    return "" if value is None else str(value)
+
+
+def _full(value: Any) -> str:
+    return repr(value) if isinstance(value, float) and math.isfinite(value) else short(value)
 
 
 def _stat(result: Result, name: str) -> Any:
@@ -40,9 +47,17 @@ def _title(report: Report) -> str:
     return f"{report.loss} ({report.parameter_name}={short(report.parameter)}, reduction={report.reduction})"
 
 
+def _inputs(report: Report) -> str:
+    return f"{report.rows} rows from {', '.join(i.path for i in report.inputs)}"
+
+
 def render_json(report: Report, out: TextIO) -> None:
     """The report as strict JSON: NaN and infinities become null, floats keep every digit."""
-    json.dump(strict_json_value(report.to_dict()), out, indent=2, ensure_ascii=False, allow_nan=False)
+    _dump_json(report.to_dict(), out)
+
+
+def _dump_json(data: dict[str, Any], out: TextIO) -> None:
+    json.dump(strict_json_value(data), out, indent=2, ensure_ascii=False, allow_nan=False)
     out.write("\n")
 
 
@@ -50,8 +65,7 @@ def render_quiet(report: Report, out: TextIO) -> None:
     """Only the values at full precision; with several results, `pred<TAB>value` lines."""
     results = report.all_results
     for result in results:
-        value = repr(result.value) if math.isfinite(result.value) else short(result.value)
-        out.write(f"{result.pred}\t{value}\n" if len(results) > 1 else f"{value}\n")
+        out.write(f"{result.pred}\t{_full(result.value)}\n" if len(results) > 1 else f"{_full(result.value)}\n")
 
 
 def render_csv(report: Report, out: TextIO) -> None:
@@ -59,51 +73,89 @@ def render_csv(report: Report, out: TextIO) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["pred", "target", "omitted", *CSV_COLUMNS])
     for result in report.all_results:
-        stats = [_stat(result, name) for name in CSV_COLUMNS]
-        writer.writerow([result.pred, result.target, result.omitted, *(_full(v) for v in stats)])
+        writer.writerow([result.pred, result.target, result.omitted, *(_full(_stat(result, n)) for n in CSV_COLUMNS)])
 
 
-def _full(value: Any) -> str:
-    return repr(value) if isinstance(value, float) and math.isfinite(value) else short(value)
+def _md(text: Any) -> str:
+    return short(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric_from: int) -> list[str]:
+    align = ["---" if i < numeric_from else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _md_gate(gate: Gate) -> list[str]:
+    if gate.passed:
+        return ["**✅ smoothl1 gate passed**", ""]
+    return ["**❌ smoothl1 gate failed**", "", *(f"- {_md(failure)}" for failure in gate.failures), ""]
+
+
+def _md_changes(changes: Sequence[Change]) -> list[str]:
+    rows = [
+        [c.pred, c.baseline, c.current, c.change, _percent(c.relative_change), _verdict(c.verdict)] for c in changes
+    ]
+    return _md_table(["pred", "baseline", "current", "change", "change %", "verdict"], rows, numeric_from=1)
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value * 100:+.3g}%"
+
+
+def _verdict(verdict: str) -> str:
+    return {"ok": "✅ ok", "regressed": "❌ regressed", "missing": "❌ missing", "new": "🆕 new"}[verdict]
 
 
 def render_markdown(report: Report, out: TextIO) -> None:
-    """GitHub-flavoured markdown: the gate's verdict first, then results and worst rows."""
-    lines = []
-    if report.gate.failures:
-        lines += ["**Gate: failed**", ""] + [f"- {failure}" for failure in report.gate.failures] + [""]
-    lines += [f"### smoothl1: {_title(report)}", "", f"{report.rows} rows from {', '.join(i.path for i in report.inputs)}", ""]
-    header = ["pred", "target", *STAT_COLUMNS]
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---"] + ["---:"] * len(STAT_COLUMNS)) + "|"]
-    for result in report.all_results:
-        cells = [_md(result.pred), _md(result.target), *(short(_stat(result, name)) for name in STAT_COLUMNS)]
-        lines.append("| " + " | ".join(cells) + " |")
+    """GitHub-flavoured markdown for a PR comment or the job summary: the gate's verdict first."""
+    lines = _md_gate(report.gate)
+    if report.comparison is not None:
+        lines += [f"Against the baseline (allowed increase {report.comparison.tolerance}):", ""]
+        lines += _md_changes(report.comparison.changes) + [""]
+    lines += [f"### {_title(report)}", "", _inputs(report), ""]
+    rows = [[r.pred, r.target, *(_stat(r, n) for n in STAT_COLUMNS)] for r in report.all_results]
+    lines += _md_table(["pred", "target", *STAT_COLUMNS], rows, numeric_from=2)
     if report.worst_rows:
-        lines += ["", "Worst rows:", "", "| row | pred | prediction | actual | loss |", "|---:|---|---:|---:|---:|"]
-        for worst in report.worst_rows:
-            row = f"{worst.row} ({_md(str(worst.id))})" if report.id_column else str(worst.row)
-            lines.append(f"| {row} | {_md(worst.pred)} | {short(worst.prediction)} | {short(worst.actual)} | {short(worst.loss)} |")
-    out.write("\n".join(lines) + "\n")
+        with_id = ["id"] if report.id_column else []
+        header = ["row", *with_id, "pred", "prediction", "actual", "loss"]
+        worst = [
+            [w.row, *([w.id] if report.id_column else []), w.pred, w.prediction, w.actual, w.loss]
+            for w in report.worst_rows
+        ]
+        lines += ["", "Worst rows:", "", *_md_table(header, worst, numeric_from=len(header) - 3)]
+    _write_capped(lines, out)
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|")
+def _write_capped(lines: list[str], out: TextIO) -> None:
+    """Write lines, stopping with a note before MARKDOWN_LIMIT bytes."""
+    size = 0
+    for index, line in enumerate(lines):
+        size += len(line.encode()) + 1
+        if size > MARKDOWN_LIMIT:
+            out.write(f"\n_… {len(lines) - index} more lines left out to stay under GitHub's 1 MiB summary limit; "
+                      "see the JSON report (-o) for everything._\n")  # fmt: skip
+            return
+        out.write(line + "\n")
 
 
 def render_table(report: Report, out: TextIO) -> None:
-    """Rich tables for a terminal: results, worst rows, and the gate's verdict."""
+    """Rich tables for a terminal: the gate, results, the loss distribution and the worst rows."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(file=out, highlight=False)
-    table = Table(title=_title(report), caption=f"{report.rows} rows from {', '.join(i.path for i in report.inputs)}")
-    table.add_column("pred", style="bold")
-    table.add_column("target")
-    for name in STAT_COLUMNS:
-        table.add_column(name.replace("linear_fraction", "linear"), justify="right")
+    table = Table(title=_title(report), caption=_inputs(report))  # a column per result: fits 80 columns
+    table.add_column("")
     for result in report.all_results:
-        table.add_row(result.pred, result.target, *(short(_stat(result, name)) for name in STAT_COLUMNS))
+        table.add_column(result.pred, justify="right", style="bold" if result is report.overall else None)
+    table.add_row("target", *(result.target for result in report.all_results))
+    for name in STAT_COLUMNS:
+        table.add_row(name, *(short(_stat(result, name)) for result in report.all_results))
     console.print(table)
+    for result in report.results[:4]:
+        console.print(_histogram(result))
     if report.worst_rows:
         worst = Table(title="worst rows")
         for name in ["row", *(["id"] if report.id_column else []), "pred", "prediction", "actual", "loss"]:
@@ -112,10 +164,48 @@ def render_table(report: Report, out: TextIO) -> None:
             ident = [short(row.id)] if report.id_column else []
             worst.add_row(str(row.row), *ident, row.pred, short(row.prediction), short(row.actual), short(row.loss))
         console.print(worst)
-    if report.gate.failures:
-        console.print("[bold red]gate failed[/]")
-        for failure in report.gate.failures:
-            console.print(f"  {failure}", markup=False)
+    if report.comparison is not None:
+        console.print(_changes_table(report.comparison))
+    _print_gate(console, report.gate)
+
+
+def _histogram(result: Result) -> Any:
+    """The per-row losses of one result as horizontal bars over log-spaced bins."""
+    from rich.table import Table
+
+    bins = result.summary.histogram
+    table = Table(title=f"loss distribution: {result.pred}", show_header=False, box=None, padding=(0, 1))
+    table.add_column(justify="right")
+    table.add_column()
+    table.add_column(justify="right")
+    peak = max((weight for _, _, weight in bins), default=0.0) or 1.0
+    for low, high, weight in bins:
+        label = short(low) if low == high else f"{short(low)} – {short(high)}"
+        table.add_row(label, "[cyan]" + "█" * round(BAR_WIDTH * weight / peak) + "[/]", short(weight).removesuffix(".0"))
+    return table
+
+
+def _changes_table(comparison: Comparison) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"against the baseline (allowed increase {comparison.tolerance})")
+    for name in ("pred", "baseline", "current", "change", "change %", "verdict"):
+        table.add_column(name, justify="left" if name in ("pred", "verdict") else "right")
+    style = {"ok": "green", "regressed": "bold red", "missing": "bold red", "new": "yellow"}
+    for c in comparison.changes:
+        table.add_row(
+            c.pred, short(c.baseline), short(c.current), short(c.change), _percent(c.relative_change),
+            f"[{style[c.verdict]}]{c.verdict}[/]",
+        )  # fmt: skip
+    return table
+
+
+def _print_gate(console: Any, gate: Gate) -> None:
+    if gate.passed:
+        return
+    console.print("[bold red]gate failed[/]")
+    for failure in gate.failures:
+        console.print(f"  {failure}", markup=False)
 
 
 RENDERERS: dict[str, Callable[[Report, TextIO], None]] = {
@@ -124,4 +214,28 @@ RENDERERS: dict[str, Callable[[Report, TextIO], None]] = {
     "markdown": render_markdown,
     "csv": render_csv,
     "quiet": render_quiet,
+}
+
+
+def compare_table(comparison: Comparison, out: TextIO) -> None:
+    from rich.console import Console
+
+    console = Console(file=out, highlight=False)
+    console.print(_changes_table(comparison))
+    _print_gate(console, comparison.gate)
+
+
+def compare_markdown(comparison: Comparison, out: TextIO) -> None:
+    lines = _md_gate(comparison.gate) + [f"Allowed increase: {comparison.tolerance}", ""]
+    _write_capped(lines + _md_changes(comparison.changes), out)
+
+
+def compare_json(comparison: Comparison, out: TextIO) -> None:
+    _dump_json(comparison.to_dict(), out)
+
+
+COMPARISON_RENDERERS: dict[str, Callable[[Comparison, TextIO], None]] = {
+    "table": compare_table,
+    "json": compare_json,
+    "markdown": compare_markdown,
 }

@@ -12,6 +12,8 @@ from smoothl1_cli.stats import Summary
 if TYPE_CHECKING:
     import pandas as pd
 
+    from smoothl1_cli.gate import Comparison
+
 SCHEMA_VERSION = 1
 
 
@@ -108,6 +110,7 @@ class Report:
     overall: Result | None = None
     worst_rows: tuple[WorstRow, ...] = ()
     gate: Gate = field(default_factory=Gate)
+    comparison: Comparison | None = None  # against --baseline
     version: str = __version__
 
     @property
@@ -134,8 +137,10 @@ class Report:
         """The results, then `overall` where there is one: everything a gate checks."""
         return self.results + ((self.overall,) if self.overall else ())
 
-    def with_gate(self, gate: Gate) -> Report:
-        return replace(self, gate=gate)
+    def with_gate(self, gate: Gate, comparison: Comparison | None = None) -> Report:
+        """This report with `gate` added to its gate (failures of both count)."""
+        merged = Gate(self.gate.passed and gate.passed, self.gate.failures + gate.failures)
+        return replace(self, gate=merged, comparison=comparison or self.comparison)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report of SPEC.md, keys in a fixed order (floats as floats: NaN and inf included)."""
@@ -156,6 +161,8 @@ class Report:
         if self.overall is not None:
             out["overall"] = self.overall.to_dict()
         out["worst_rows"] = [w.to_dict(self.id_column is not None) for w in self.worst_rows]
+        if self.comparison is not None:
+            out["baseline"] = {k: v for k, v in self.comparison.to_dict().items() if k not in ("schema_version", "gate")}
         out["gate"] = self.gate.to_dict()
         return out
 

@@ -86,6 +86,26 @@ class QuantileSketch:
             return math.inf
         return math.exp((self.offset + index) * _LOG_GAMMA + _LOG_MIDPOINT)  # 2 * GAMMA**k / (GAMMA + 1)
 
+    def histogram(self, bins: int = 8) -> list[tuple[float, float, float]]:
+        """(low, high, weight) rows: zeros as (0, 0, n), then log-spaced bins over the positive values."""
+        if self.exact is not None:
+            finite = self.exact[np.isfinite(self.exact)]
+            values, weights = finite[finite > 0], np.ones(int(np.count_nonzero(finite > 0)))
+            zeros, infinite = float(np.count_nonzero(finite == 0)), float(self.exact.size - finite.size)
+        else:
+            used = np.flatnonzero(self.counts)
+            values = np.exp((self.offset + used) * _LOG_GAMMA + _LOG_MIDPOINT)
+            weights, zeros, infinite = self.counts[used], self.zeros, self.infinite
+        rows = [(0.0, 0.0, zeros)] if zeros else []
+        if values.size:
+            low, high = float(values.min()), float(values.max())
+            edges = np.geomspace(low, high, bins + 1) if high > low else np.array([low, high])
+            counts, edges = np.histogram(values, bins=edges, weights=weights)
+            rows += [(float(a), float(b), float(c)) for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)]
+        if infinite:
+            rows.append((math.inf, math.inf, infinite))
+        return rows
+
 
 def _buckets(values: Floats, weights: Floats | None) -> QuantileSketch:
     """A bucketed sketch of one chunk."""

@@ -171,6 +171,7 @@ class Summary:
     linear_fraction: float
     mae: float
     rmse: float
+    histogram: tuple[tuple[float, float, float], ...] = ()  # (low, high, weight) for the table view
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +256,7 @@ class LossStats:
                 linear_fraction=self.linear.value / weight if weight else math.nan,
                 mae=self.abs_diff.value / weight if weight else math.nan,
                 rmse=math.sqrt(self.sq_diff.value / weight) if weight and self.sq_diff.value >= 0 else math.nan,
+                histogram=tuple(self.sketch.histogram()),
             )
 
     def _quantile(self, q: float) -> float:
