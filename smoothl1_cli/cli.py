@@ -94,6 +94,7 @@ def _sigterm(signum: int, frame: Any) -> NoReturn:
 @click.option("-w", "--weight", help="Sample-weight column: value = sum(w*l) / sum(w).")
 @click.option("--nan-policy", type=click.Choice(["error", "omit", "propagate"]), default="error", show_default=True)
 @click.option("--id", "id_column", help="Column carried into per-row output and worst rows.")
+@click.option("--group-by", "group_by", metavar="COL", help="A result per value of COL as well as overall.")
 @click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="How many worst rows.")
 @click.option("--per-row", "per_row", metavar="FILE", help="Also write per-row losses as CSV (- for stdout).")
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)

@@ -19,9 +19,9 @@ import pyarrow as pa
 
 from smoothl1_cli import backends, kernel
 from smoothl1_cli.errors import InputError
-from smoothl1_cli.readers import Source, to_float64
-from smoothl1_cli.report import InputInfo, Report, Result, WorstRow
-from smoothl1_cli.stats import Chunk, LossStats
+from smoothl1_cli.readers import Source, to_float64, to_int64
+from smoothl1_cli.report import GroupResult, InputInfo, Report, Result, WorstRow
+from smoothl1_cli.stats import Chunk, GroupStats, LossStats
 
 LOSSES = ("smooth_l1", "huber")
 REDUCTIONS = ("mean", "sum", "none")
@@ -48,6 +48,7 @@ class Options:
     weight: str | None = None
     nan_policy: str = "error"
     id: str | None = None
+    group_by: str | None = None
     top: int = 5
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     backend: str = "numpy"
@@ -124,6 +125,7 @@ class Plan:
     pairs: tuple[tuple[str, str], ...]  # (pred, target) per result
     weight: str | None
     id: str | None
+    group_by: str | None = None
 
     @property
     def numeric(self) -> list[str]:
@@ -131,8 +133,13 @@ class Plan:
         return list(dict.fromkeys(names))
 
     @property
+    def labels(self) -> list[str]:
+        """The columns read as they are (not as numbers): --id and --group-by."""
+        return list(dict.fromkeys(name for name in (self.id, self.group_by) if name))
+
+    @property
     def columns(self) -> list[str]:
-        return self.numeric + ([self.id] if self.id else [])
+        return self.numeric + [name for name in self.labels if name not in self.numeric]
 
     @property
     def multi_output(self) -> bool:
@@ -144,7 +151,8 @@ def plan_columns(source: Source, options: Options) -> Plan:
     targets = [_find_column(source, name, "target") for name in options.target]
     weight = _find_column(source, options.weight, "weight") if options.weight else None
     id_column = _find_column(source, options.id, "id") if options.id else None
-    reserved = set(targets) | {weight, id_column}
+    group_by = _find_column(source, options.group_by, "group-by") if options.group_by else None
+    reserved = set(targets) | {weight, id_column, group_by}
     if options.pred:
         preds = [_find_column(source, name, "pred") for name in options.pred]
     else:
@@ -161,7 +169,7 @@ def plan_columns(source: Source, options: Options) -> Plan:
             f"{len(targets)} targets ({', '.join(targets)}) pair up with {len(targets)} predictions in order, "
             f"but {len(preds)} were found ({', '.join(preds)}); pass one --pred per target"
         )
-    return Plan(pairs, weight, id_column)
+    return Plan(pairs, weight, id_column, group_by)
 
 
 def _find_column(source: Source, name: str, role: str) -> str:
@@ -212,16 +220,18 @@ def _check_source(source: Source, plan: Plan) -> None:
 
 @dataclass
 class _Piece:
-    """A run of consecutive rows: float64 columns, and the id column as Arrow."""
+    """A run of consecutive rows: float64 columns, and the id and group columns as Arrow arrays."""
 
     columns: dict[str, np.ndarray[Any, Any]]
     ids: list[pa.Array]
+    groups: list[pa.Array]
     rows: int
 
     def slice(self, start: int, length: int) -> _Piece:
         return _Piece(
             {name: values[start : start + length] for name, values in self.columns.items()},
             [ids.slice(start, length) for ids in self.ids],
+            [groups.slice(start, length) for groups in self.groups],
             length,
         )
 
@@ -233,6 +243,7 @@ class _Piece:
         return _Piece(
             {name: np.concatenate([p.columns[name] for p in pieces]) for name in names},
             [ids for p in pieces for ids in p.ids],
+            [groups for p in pieces for groups in p.groups],
             sum(p.rows for p in pieces),
         )
 
@@ -273,6 +284,7 @@ class _Run:
     sink: RowSink | None
     stats: list[LossStats]
     row_sum: LossStats | None
+    groups: _Groups | None = None
     rows: int = 0
     omitted: int = 0
     bad: _BadRows = field(default_factory=_BadRows)
@@ -322,6 +334,8 @@ class _Run:
                     columns[pred], columns[target], ids_of,
                 )  # fmt: skip
                 self.stats[index] = self.stats[index].update(chunk)
+                if self.groups is not None:
+                    self.groups.update(index, piece.groups, keep, chunk)
                 losses.append(loss)
             if self.row_sum is not None:
                 self.row_sum = self.row_sum.update(self._row_sum_chunk(columns, losses, rows, weight))
@@ -362,6 +376,55 @@ class _Run:
         if negative.size:
             position = int(negative[0])
             raise _RowError(int(rows[position]), self.plan.weight or "", float(weight[position]), "is negative")
+
+
+class _Groups:
+    """Per-group statistics of every result: group values get codes in order of first appearance."""
+
+    def __init__(self, results: int) -> None:
+        self.codes: dict[Any, int] = {}
+        self.stats = [GroupStats.empty(0) for _ in range(results)]
+        self._cached: tuple[int, np.ndarray[Any, Any]] | None = None  # codes of the current chunk
+
+    def _codes_of(self, groups: list[pa.Array], keep: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
+        column = _concat_ids(groups)
+        assert column is not None
+        if self._cached is not None and self._cached[0] == id(column):
+            return self._cached[1]
+        encoded = column.dictionary_encode(null_encoding="encode")
+        mapping = np.array(
+            [self.codes.setdefault(_json_id(value), len(self.codes)) for value in encoded.dictionary.to_pylist()],
+            dtype=np.int64,
+        )
+        indices = to_int64(encoded.indices)
+        codes = mapping[indices] if mapping.size else indices
+        if keep is not None:
+            codes = codes[keep]
+        self._cached = (id(column), codes)
+        return codes
+
+    def update(self, index: int, groups: list[pa.Array], keep: np.ndarray[Any, Any] | None, chunk: Chunk) -> None:
+        codes = self._codes_of(groups, keep)
+        self.stats[index] = self.stats[index].update(codes, len(self.codes), chunk)
+
+    def results(self, plan: Plan, reduction: str) -> tuple[GroupResult, ...]:
+        """Every group's result for every pred, groups sorted by value (missing values last)."""
+        order = sorted(self.codes.items(), key=lambda item: _sort_key(item[0]))
+        out = []
+        for key, code in order:
+            for (pred, target), stats in zip(plan.pairs, self.stats, strict=True):
+                summary = stats.grown(len(self.codes)).summarize(code)
+                value = summary.sum if reduction == "sum" else summary.mean
+                out.append(GroupResult(key, Result(pred, target, 0, value, summary)))
+        return tuple(out)
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (2, "")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, value)
+    return (1, str(value))
 
 
 class _RowError(Exception):
@@ -429,9 +492,10 @@ def evaluate_sources(
         sink,
         [LossStats(top_k=options.top) for _ in range(k)],
         LossStats() if plan.multi_output and options.multioutput == "row-sum" else None,
+        _Groups(k) if plan.group_by else None,
     )
     inputs = []
-    text = {plan.id} if plan.id else set()
+    text = set(plan.labels)
     offsets = []
     try:
         pieces = _pieces(sources, plan, text, options.chunk_rows, inputs, offsets)
@@ -460,8 +524,9 @@ def _pieces(
             for batch in source.batches(plan.columns, text, chunk_rows):
                 columns = {name: to_float64(batch.column(name)) for name in plan.numeric}
                 ids = [batch.column(plan.id)] if plan.id else []
+                groups = [batch.column(plan.group_by)] if plan.group_by else []
                 rows += batch.num_rows
-                yield _Piece(columns, ids, batch.num_rows)
+                yield _Piece(columns, ids, groups, batch.num_rows)
         finally:
             source.close()
         inputs.append(InputInfo(source.label, source.format, rows))
@@ -532,6 +597,8 @@ def _report(run: _Run, sources: Sequence[Source], offsets: list[int], inputs: tu
         rows=run.rows,
         results=results,
         overall=overall,
+        group_by=plan.group_by,
+        groups=run.groups.results(plan, options.reduction) if run.groups is not None else (),
         worst_rows=worst,
     )
 

@@ -71,6 +71,15 @@ def to_float64(array: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
     return np.frombuffer(data, dtype=np.float64, count=len(array), offset=array.offset * 8)
 
 
+def to_int64(array: pa.Array) -> np.ndarray[Any, Any]:
+    """An int64 NumPy copy of an integer Arrow array without nulls."""
+    array = pc.cast(array, pa.int64())
+    data = array.buffers()[1]
+    if data is None:
+        return np.zeros(0, dtype=np.int64)
+    return np.frombuffer(data, dtype=np.int64, count=len(array), offset=array.offset * 8)
+
+
 @dataclass
 class Source:
     """One opened input: its columns, which of them are numeric, and a way to stream them."""

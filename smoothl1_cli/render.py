@@ -13,7 +13,11 @@ from typing import Any, TextIO
 
 from smoothl1_cli.gate import Change, Comparison
 from smoothl1_cli.report import Gate, Report, Result, strict_json_value
+from smoothl1_cli.stats import QUANTILES
 
+GROUP_COLUMNS = ("count", "value", "mean", "std", "min", "max", "linear_fraction", "mae", "rmse")
+TABLE_GROUP_COLUMNS = ("count", "value", "std", "max", "mae", "rmse")  # what fits a terminal
+TABLE_GROUPS = 50  # the terminal shows this many group rows; JSON, CSV and markdown carry them all
 STAT_COLUMNS = ("count", "value", "mean", "std", "min", "p50", "p90", "p99", "max", "linear_fraction", "mae", "rmse")
 CSV_COLUMNS = ("count", "value", "mean", "sum", "std", "min", "p50", "p90", "p95", "p99", "max", "linear_fraction", "mae", "rmse")
 MARKDOWN_LIMIT = 512 * 1024  # GitHub's job summary takes 1 MiB; stay well under it
@@ -36,8 +40,9 @@ def _full(value: Any) -> str:
 
 
 def _stat(result: Result, name: str) -> Any:
-    if name in result.summary.quantiles:
-        return result.summary.quantiles[name]
+    """A statistic by its report name; None for quantiles a group result does not keep."""
+    if name in QUANTILES:
+        return result.summary.quantiles.get(name)
     if name == "value":
         return result.value
     return getattr(result.summary, name)
@@ -71,9 +76,12 @@ def render_quiet(report: Report, out: TextIO) -> None:
 def render_csv(report: Report, out: TextIO) -> None:
     """One line per result (and `overall`), every statistic at full precision."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["pred", "target", "omitted", *CSV_COLUMNS])
+    writer.writerow(["group", "pred", "target", "omitted", *CSV_COLUMNS])
     for result in report.all_results:
-        writer.writerow([result.pred, result.target, result.omitted, *(_full(_stat(result, n)) for n in CSV_COLUMNS)])
+        writer.writerow(["", result.pred, result.target, result.omitted, *(_full(_stat(result, n)) for n in CSV_COLUMNS)])
+    for group in report.groups:
+        r = group.result
+        writer.writerow([short(group.group), r.pred, r.target, "", *(_full(_stat(r, n)) for n in CSV_COLUMNS)])
 
 
 def _md(text: Any) -> str:
@@ -125,6 +133,9 @@ def render_markdown(report: Report, out: TextIO) -> None:
             for w in report.worst_rows
         ]
         lines += ["", "Worst rows:", "", *_md_table(header, worst, numeric_from=len(header) - 3)]
+    if report.groups:
+        rows = [[g.group, g.result.pred, *(_stat(g.result, n) for n in GROUP_COLUMNS)] for g in report.groups]
+        lines += ["", f"By {_md(report.group_by)}:", "", *_md_table([report.group_by or "group", "pred", *GROUP_COLUMNS], rows, 2)]
     _write_capped(lines, out)
 
 
@@ -164,9 +175,24 @@ def render_table(report: Report, out: TextIO) -> None:
             ident = [short(row.id)] if report.id_column else []
             worst.add_row(str(row.row), *ident, row.pred, short(row.prediction), short(row.actual), short(row.loss))
         console.print(worst)
+    if report.groups:
+        console.print(_groups_table(report))
     if report.comparison is not None:
         console.print(_changes_table(report.comparison))
     _print_gate(console, report.gate)
+
+
+def _groups_table(report: Report) -> Any:
+    from rich.table import Table
+
+    shown = report.groups[:TABLE_GROUPS]
+    caption = f"{len(shown)} of {len(report.groups)} rows shown; -f json or -f csv for all" if len(shown) < len(report.groups) else None
+    table = Table(title=f"by {report.group_by}", caption=caption)
+    for name in (report.group_by or "group", "pred", *TABLE_GROUP_COLUMNS):
+        table.add_column(name, justify="right" if name in TABLE_GROUP_COLUMNS else "left")
+    for group in shown:
+        table.add_row(short(group.group), group.result.pred, *(short(_stat(group.result, n)) for n in TABLE_GROUP_COLUMNS))
+    return table
 
 
 def _histogram(result: Result) -> Any:

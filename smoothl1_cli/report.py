@@ -67,6 +67,19 @@ class Result:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupResult:
+    """One pred's result within one value of the --group-by column (quantiles are not kept per group)."""
+
+    group: Any
+    result: Result
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"group": self.group}
+        out.update((k, v) for k, v in self.result.to_dict().items() if k not in ("omitted", "quantiles"))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class WorstRow:
     row: int
     pred: str
@@ -108,6 +121,8 @@ class Report:
     rows: int
     results: tuple[Result, ...]
     overall: Result | None = None
+    group_by: str | None = None
+    groups: tuple[GroupResult, ...] = ()
     worst_rows: tuple[WorstRow, ...] = ()
     gate: Gate = field(default_factory=Gate)
     comparison: Comparison | None = None  # against --baseline
@@ -160,6 +175,9 @@ class Report:
         }
         if self.overall is not None:
             out["overall"] = self.overall.to_dict()
+        if self.group_by is not None:
+            out["group_by"] = self.group_by
+            out["groups"] = [g.to_dict() for g in self.groups]
         out["worst_rows"] = [w.to_dict(self.id_column is not None) for w in self.worst_rows]
         if self.comparison is not None:
             out["baseline"] = {k: v for k, v in self.comparison.to_dict().items() if k not in ("schema_version", "gate")}

@@ -277,3 +277,131 @@ def _merge_worst(a: WorstRows | None, b: WorstRows | None) -> WorstRows | None:
     if a is None or b is None:
         return a if b is None else b
     return a.merge(b)
+
+
+def _two_sum_arrays(a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Element-wise `_two_sum`."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = a + b
+        b_part = s - a
+        error = (a - (s - b_part)) + (b - b_part)
+    return s, np.where(np.isfinite(s), error, 0.0)
+
+
+_GROUP_SUMS = ("weight", "loss", "abs_diff", "sq_diff", "linear")
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStats:
+    """LossStats for many groups at once, as arrays indexed by group code (no quantiles, no worst rows).
+
+    Memory grows with the number of groups, never with the rows; merging is element-wise.
+    """
+
+    count: np.ndarray[Any, Any]
+    sums: dict[str, tuple[FloatArray, FloatArray]]  # name -> (total, error) per group, as ExactSum
+    moments: tuple[FloatArray, FloatArray, FloatArray]  # weight, mean, M2 per group
+    min: FloatArray
+    max: FloatArray
+
+    @staticmethod
+    def empty(groups: int) -> GroupStats:
+        zeros = np.zeros(groups)
+        return GroupStats(
+            np.zeros(groups, dtype=np.int64),
+            {name: (zeros, zeros) for name in _GROUP_SUMS},
+            (zeros, zeros, zeros),
+            np.full(groups, math.inf),
+            np.full(groups, -math.inf),
+        )
+
+    @property
+    def groups(self) -> int:
+        return int(self.count.size)
+
+    def grown(self, groups: int) -> GroupStats:
+        """The same statistics, padded with empty groups up to `groups`."""
+        if groups == self.groups:
+            return self
+        extra = GroupStats.empty(groups - self.groups)
+        return GroupStats(
+            np.concatenate([self.count, extra.count]),
+            {
+                name: (np.concatenate([total, extra.sums[name][0]]), np.concatenate([error, extra.sums[name][1]]))
+                for name, (total, error) in self.sums.items()
+            },
+            tuple(np.concatenate([mine, theirs]) for mine, theirs in zip(self.moments, extra.moments, strict=True)),  # type: ignore[arg-type]
+            np.concatenate([self.min, extra.min]),
+            np.concatenate([self.max, extra.max]),
+        )
+
+    def update(self, codes: np.ndarray[Any, Any], groups: int, chunk: Chunk) -> GroupStats:
+        """These statistics plus one chunk whose rows belong to groups `codes` (< `groups`)."""
+        w = chunk.weight
+
+        def per_group(values: FloatArray) -> FloatArray:
+            return np.bincount(codes, weights=values if w is None else values * w, minlength=groups)
+
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            count = np.bincount(codes, minlength=groups)
+            weight = count.astype(np.float64) if w is None else np.bincount(codes, weights=w, minlength=groups)
+            loss = per_group(chunk.loss)
+            mean = np.where(weight > 0, loss / weight, 0.0)
+            m2 = per_group(np.square(chunk.loss - mean[codes]))
+            seen = chunk.loss if w is None else np.where(w > 0, chunk.loss, np.nan)
+            lowest, highest = np.full(groups, math.inf), np.full(groups, -math.inf)
+            np.fmin.at(lowest, codes, seen)  # fmin/fmax skip the NaN of weight-0 rows ...
+            np.fmax.at(highest, codes, seen)
+            nan_rows = np.isnan(chunk.loss) & (True if w is None else w > 0)
+            lowest[np.unique(codes[nan_rows])] = np.nan  # ... while a NaN loss still propagates
+            highest[np.unique(codes[nan_rows])] = np.nan
+        sums = {
+            "weight": weight,
+            "loss": loss,
+            "abs_diff": per_group(chunk.abs_diff),
+            "sq_diff": per_group(chunk.sq_diff),
+            "linear": per_group(chunk.linear.astype(np.float64)),
+        }
+        zeros = np.zeros(groups)
+        chunk_stats = GroupStats(
+            count, {name: (total, zeros) for name, total in sums.items()}, (weight, mean, m2), lowest, highest
+        )
+        return self.grown(groups).merge(chunk_stats)
+
+    def merge(self, other: GroupStats) -> GroupStats:
+        """Both statistics together, group by group (the two must cover the same groups)."""
+        sums = {}
+        for name, (total, error) in self.sums.items():
+            other_total, other_error = other.sums[name]
+            merged, lost = _two_sum_arrays(total, other_total)
+            sums[name] = (merged, error + other_error + lost)
+        (wa, ma, m2a), (wb, mb, m2b) = self.moments, other.moments
+        with np.errstate(invalid="ignore", divide="ignore"):
+            weight = wa + wb
+            delta = mb - ma
+            share = np.where(weight > 0, wb / weight, 0.0)
+            mean = ma + delta * share
+            m2 = m2a + m2b + delta * delta * wa * share
+        lowest = np.where(np.isnan(self.min) | np.isnan(other.min), np.nan, np.fmin(self.min, other.min))
+        highest = np.where(np.isnan(self.max) | np.isnan(other.max), np.nan, np.fmax(self.max, other.max))
+        return GroupStats(self.count + other.count, sums, (weight, mean, m2), lowest, highest)
+
+    def summarize(self, group: int) -> Summary:
+        """One group's statistics, as LossStats.summarize gives them (without quantiles)."""
+        value = {name: float(total[group] + error[group]) for name, (total, error) in self.sums.items()}
+        weight = value["weight"]
+        m_weight, _, m2 = (float(part[group]) for part in self.moments)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return Summary(
+                count=int(self.count[group]),
+                weight=weight,
+                mean=value["loss"] / weight if weight else math.nan,
+                sum=value["loss"],
+                std=math.sqrt(m2 / m_weight) if m_weight > 0 and m2 >= 0 else math.nan,
+                min=float(self.min[group]),
+                max=float(self.max[group]),
+                quantiles={},
+                linear_fraction=value["linear"] / weight if weight else math.nan,
+                mae=value["abs_diff"] / weight if weight else math.nan,
+                rmse=math.sqrt(value["sq_diff"] / weight) if weight and value["sq_diff"] >= 0 else math.nan,
+            )
