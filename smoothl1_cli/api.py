@@ -8,6 +8,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from smoothl1_cli import backends, kernel
 from smoothl1_cli.errors import InputError
 from smoothl1_cli.report import Report
@@ -22,8 +24,9 @@ def smooth_l1(pred: Any, target: Any, beta: float = 1.0, reduction: str = "mean"
     """
     if not beta >= 0:
         raise InputError(f"beta must be 0 or more, not {beta}")
-    xp, diff = _diff(pred, target)
-    return _reduce(kernel.smooth_l1_terms(diff, float(beta), xp), reduction, weight, xp)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN flow through silently, as in PyTorch
+        xp, diff = _diff(pred, target)
+        return _reduce(kernel.smooth_l1_terms(diff, float(beta), xp), reduction, weight, xp)
 
 
 def huber(pred: Any, target: Any, delta: float = 1.0, reduction: str = "mean", weight: Any = None) -> Any:
@@ -35,8 +38,9 @@ def huber(pred: Any, target: Any, delta: float = 1.0, reduction: str = "mean", w
     """
     if not delta > 0:
         raise InputError(f"delta must be above 0, not {delta}")
-    xp, diff = _diff(pred, target)
-    return _reduce(kernel.huber_terms(diff, float(delta), xp), reduction, weight, xp)
+    with np.errstate(over="ignore", invalid="ignore"):
+        xp, diff = _diff(pred, target)
+        return _reduce(kernel.huber_terms(diff, float(delta), xp), reduction, weight, xp)
 
 
 def _diff(pred: Any, target: Any) -> tuple[Any, Any]:

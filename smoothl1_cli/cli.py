@@ -96,6 +96,7 @@ def _sigterm(signum: int, frame: Any) -> NoReturn:
 @click.option("--id", "id_column", help="Column carried into per-row output and worst rows.")
 @click.option("--group-by", "group_by", metavar="COL", help="A result per value of COL as well as overall.")
 @click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="How many worst rows.")
+@click.option("--exact-quantiles", is_flag=True, help="Exact p50..p99 (memory grows with rows) instead of the sketch.")
 @click.option("--per-row", "per_row", metavar="FILE", help="Also write per-row losses as CSV (- for stdout).")
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
 @click.option("-o", "--output", metavar="FILE", help="Also write the JSON report to FILE (atomically).")

@@ -21,6 +21,7 @@ from smoothl1_cli import backends, kernel
 from smoothl1_cli.errors import InputError
 from smoothl1_cli.readers import Source, to_float64, to_int64
 from smoothl1_cli.report import GroupResult, InputInfo, Report, Result, WorstRow
+from smoothl1_cli.sketch import EXACT_LIMIT, QuantileSketch
 from smoothl1_cli.stats import Chunk, GroupStats, LossStats
 
 LOSSES = ("smooth_l1", "huber")
@@ -50,6 +51,7 @@ class Options:
     id: str | None = None
     group_by: str | None = None
     top: int = 5
+    exact_quantiles: bool = False
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     backend: str = "numpy"
 
@@ -490,8 +492,8 @@ def evaluate_sources(
         options,
         backends.namespace(options.backend),
         sink,
-        [LossStats(top_k=options.top) for _ in range(k)],
-        LossStats() if plan.multi_output and options.multioutput == "row-sum" else None,
+        [_stats(options, options.top) for _ in range(k)],
+        _stats(options, 0) if plan.multi_output and options.multioutput == "row-sum" else None,
         _Groups(k) if plan.group_by else None,
     )
     inputs = []
@@ -505,6 +507,11 @@ def evaluate_sources(
         label, row = _locate(sources, offsets, exc.row)
         raise InputError(f"{label}: row {row}, column '{exc.column}': {format_value(exc.value)} {exc.problem}") from exc
     return _report(run, sources, offsets, tuple(inputs))
+
+
+def _stats(options: Options, top: int) -> LossStats:
+    """Empty statistics: quantiles from the sketch, or from every value with --exact-quantiles."""
+    return LossStats(top_k=top, sketch=QuantileSketch(math.inf if options.exact_quantiles else EXACT_LIMIT))
 
 
 def _pieces(

@@ -1,7 +1,8 @@
 """A mergeable quantile sketch with bounded relative error (the DDSketch construction).
 
-Up to EXACT_LIMIT unweighted values are kept as they are, and quantiles are then exact
-(NumPy's linear interpolation). Beyond that, values above 0 fall into logarithmic buckets
+Up to `limit` values (EXACT_LIMIT by default; unbounded for --exact-quantiles) are kept as
+they are, and quantiles are then exact: NumPy's linear interpolation, where a weight counts
+as that many copies of the row. Beyond that, values above 0 fall into logarithmic buckets
 (gamma**(k-1), gamma**k]; a bucket's estimate 2 * gamma**k / (gamma + 1) is within ALPHA of
 every value in it. Counts are exact, so merging is order-free, and memory is bounded by the
 range of magnitudes (at most about 150,000 buckets across all of float64), never by the rows.
@@ -24,30 +25,37 @@ _LOG_MIDPOINT = math.log(2.0 / (GAMMA + 1.0))  # in logs, so the top bucket of f
 _EMPTY = np.zeros(0)
 
 Floats = np.ndarray[Any, Any]
+_Part = tuple[Floats, Floats | None]  # values (no NaN), and their weights (None: all 1)
 
 
 @dataclass(frozen=True, slots=True)
 class QuantileSketch:
-    """Weighted counts of non-negative values: zero, logarithmic buckets, +inf, and NaN."""
+    """Exact values while few (or always, with limit=inf); else weighted counts in log buckets."""
 
-    exact: Floats | None = field(default_factory=lambda: _EMPTY)  # the values themselves, while few
+    limit: float = EXACT_LIMIT
+    parts: tuple[_Part, ...] | None = ()  # the exact values, chunk by chunk; None once bucketed
     offset: int = 0  # bucket key of counts[0]
     counts: Floats = field(default_factory=lambda: _EMPTY)
     zeros: float = 0.0
     infinite: float = 0.0
     nan: float = 0.0
 
+    @property
+    def exact_size(self) -> int:
+        return sum(values.size for values, _ in self.parts or ())
+
     def update(self, values: Floats, weights: Floats | None = None) -> QuantileSketch:
         """Add a chunk of values (>= 0, inf or NaN), each counted with its weight (default 1)."""
-        if self.exact is not None and weights is None and self.exact.size + values.size <= EXACT_LIMIT:
-            nan = np.isnan(values)
-            return QuantileSketch(np.concatenate([self.exact, values[~nan]]), nan=self.nan + np.count_nonzero(nan))
-        return self._bucketed().merge(_buckets(values, weights))
+        nan = np.isnan(values)
+        nan_weight = float(np.count_nonzero(nan)) if weights is None else float(weights[nan].sum())
+        part = (values[~nan], None if weights is None else weights[~nan])
+        return self.merge(QuantileSketch(self.limit, (part,), nan=nan_weight))
 
     def merge(self, other: QuantileSketch) -> QuantileSketch:
-        """The sketch of both inputs together (exact: counts add)."""
-        if self.exact is not None and other.exact is not None and self.exact.size + other.exact.size <= EXACT_LIMIT:
-            return QuantileSketch(np.concatenate([self.exact, other.exact]), nan=self.nan + other.nan)
+        """The sketch of both inputs together (exact: values join, counts add)."""
+        nan = self.nan + other.nan
+        if self.parts is not None and other.parts is not None and self.exact_size + other.exact_size <= self.limit:
+            return QuantileSketch(self.limit, self.parts + other.parts, nan=nan)
         a, b = self._bucketed(), other._bucketed()
         if a.counts.size == 0 or b.counts.size == 0:
             offset, counts = (a.offset, a.counts) if b.counts.size == 0 else (b.offset, b.counts)
@@ -57,23 +65,35 @@ class QuantileSketch:
             counts = np.zeros(end - offset)
             counts[a.offset - offset : a.offset - offset + a.counts.size] += a.counts
             counts[b.offset - offset : b.offset - offset + b.counts.size] += b.counts
-        return QuantileSketch(None, offset, counts, a.zeros + b.zeros, a.infinite + b.infinite, a.nan + b.nan)
+        return QuantileSketch(self.limit, None, offset, counts, a.zeros + b.zeros, a.infinite + b.infinite, nan)
 
     def _bucketed(self) -> QuantileSketch:
-        if self.exact is None:
+        if self.parts is None:
             return self
-        values = _buckets(self.exact, None)
-        return QuantileSketch(None, values.offset, values.counts, values.zeros, values.infinite, self.nan)
+        values, weights = self._exact()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            positive = (values > 0) & (values < math.inf)
+            keys = np.ceil(np.log(values[positive]) * _INV_LOG_GAMMA).astype(np.int64)
+        zeros, infinite = _total(values == 0, weights), _total(values == math.inf, weights)
+        if keys.size == 0:
+            return QuantileSketch(self.limit, None, 0, _EMPTY, zeros, infinite, self.nan)
+        low = int(keys.min())
+        counts = np.bincount(keys - low, weights=None if weights is None else weights[positive]).astype(np.float64)
+        return QuantileSketch(self.limit, None, low, counts, zeros, infinite, self.nan)
+
+    def _exact(self) -> tuple[Floats, Floats | None]:
+        parts = self.parts or ()
+        values = np.concatenate([v for v, _ in parts]) if parts else _EMPTY
+        if all(w is None for _, w in parts):
+            return values, None
+        return values, np.concatenate([np.ones(v.size) if w is None else w for v, w in parts])
 
     def quantile(self, q: float) -> float:
-        """The value at rank q * (n - 1): exact while few, else within ALPHA of the true order statistic."""
+        """The value at rank q * (n - 1): exact while kept, else within ALPHA of the true order statistic."""
         if self.nan:
             return math.nan
-        if self.exact is not None:
-            if self.exact.size == 0:
-                return math.nan
-            with np.errstate(invalid="ignore"):
-                return float(np.quantile(self.exact, q))
+        if self.parts is not None:
+            return _exact_quantile(*self._exact(), q)
         total = self.zeros + float(self.counts.sum()) + self.infinite
         if total == 0:
             return math.nan
@@ -88,10 +108,14 @@ class QuantileSketch:
 
     def histogram(self, bins: int = 8) -> list[tuple[float, float, float]]:
         """(low, high, weight) rows: zeros as (0, 0, n), then log-spaced bins over the positive values."""
-        if self.exact is not None:
-            finite = self.exact[np.isfinite(self.exact)]
-            values, weights = finite[finite > 0], np.ones(int(np.count_nonzero(finite > 0)))
-            zeros, infinite = float(np.count_nonzero(finite == 0)), float(self.exact.size - finite.size)
+        if self.parts is not None:
+            exact, exact_weights = self._exact()
+            weights = np.ones(exact.size) if exact_weights is None else exact_weights
+            finite = np.isfinite(exact)
+            positive = finite & (exact > 0)
+            values, weights, zeros, infinite = (
+                exact[positive], weights[positive], float(weights[exact == 0].sum()), float(weights[~finite].sum())
+            )  # fmt: skip
         else:
             used = np.flatnonzero(self.counts)
             values = np.exp((self.offset + used) * _LOG_GAMMA + _LOG_MIDPOINT)
@@ -107,19 +131,26 @@ class QuantileSketch:
         return rows
 
 
-def _buckets(values: Floats, weights: Floats | None) -> QuantileSketch:
-    """A bucketed sketch of one chunk."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        positive = (values > 0) & (values < math.inf)
-        keys = np.ceil(np.log(values[positive]) * _INV_LOG_GAMMA).astype(np.int64)
-        zeros = _total(values == 0, weights)
-        infinite = _total(values == math.inf, weights)
-        nan = _total(np.isnan(values), weights)
-    if keys.size == 0:
-        return QuantileSketch(None, 0, _EMPTY, zeros, infinite, nan)
-    low = int(keys.min())
-    counts = np.bincount(keys - low, weights=None if weights is None else weights[positive]).astype(np.float64)
-    return QuantileSketch(None, low, counts, zeros, infinite, nan)
+def _exact_quantile(values: Floats, weights: Floats | None, q: float) -> float:
+    """NumPy's linear-interpolation quantile, where a row of weight w stands for w copies of it."""
+    if weights is None:
+        if values.size == 0:
+            return math.nan
+        with np.errstate(invalid="ignore"):
+            return float(np.quantile(values, q))
+    used = weights > 0
+    values, weights = values[used], weights[used]
+    if values.size == 0:
+        return math.nan
+    order = np.argsort(values, kind="stable")
+    values, ends = values[order], np.cumsum(weights[order])  # row i covers ranks [ends[i] - w_i, ends[i] - 1]
+    rank = q * (ends[-1] - 1)
+    i = min(int(np.searchsorted(ends - 1, rank, side="left")), values.size - 1)
+    if i == 0 or rank >= ends[i] - weights[order][i]:
+        return float(values[i])
+    below = ends[i - 1] - 1  # the last rank of row i - 1: interpolate across the gap to row i
+    with np.errstate(invalid="ignore"):
+        return float(values[i - 1] + (rank - below) * (values[i] - values[i - 1]))
 
 
 def _total(mask: Floats, weights: Floats | None) -> float:

@@ -211,7 +211,7 @@ class LossStats:
                 Moments.of(loss, w),
                 lowest,
                 highest,
-                QuantileSketch().update(loss, w),
+                QuantileSketch(self.sketch.limit).update(loss, w),
                 self._worst_of(chunk),
             )
         return self.merge(chunk_stats)
