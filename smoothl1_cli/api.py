@@ -80,11 +80,12 @@ def evaluate(source: Any, target: str | Sequence[str], pred: str | Sequence[str]
 
     Options are the command's, in Python spelling: beta, delta, sigma, loss, reduction, weight,
     nan_policy, id, top, multioutput, input_format, chunk_rows, backend, per_row, fail_above,
-    baseline (a report's path) and max_increase ('2%' or '0.01').
+    baseline (a report's path), max_increase ('2%' or '0.01'), labels (a path) and on (a key column).
     """
     from smoothl1_cli.evaluate import Options
 
-    gates = {name: options.pop(name, None) for name in ("per_row", "fail_above", "baseline", "max_increase")}
+    extras = ("per_row", "fail_above", "baseline", "max_increase", "labels", "on")
+    gates = {name: options.pop(name, None) for name in extras}
     try:
         settings = Options(target=_names(target), pred=_names(pred), **options)
     except TypeError as exc:
@@ -115,20 +116,39 @@ def _sources(source: Any, input_format: str | None) -> list[Any]:
 
 
 def open_all(paths: Sequence[str], input_format: str | None) -> list[Any]:
-    """Open every input before reading any, so a missing file is reported before work starts."""
-    from smoothl1_cli.readers import open_source
+    """Open every input (directories and globs expanded) before reading any, so a missing file or
+    a file whose columns differ is reported before work starts."""
+    from smoothl1_cli.readers import expand_inputs, open_source
 
-    if paths.count("-") > 1:
+    files = expand_inputs(paths)
+    if files.count("-") > 1:
         raise InputError("standard input ('-') can be read only once")
-    opened = []
+    opened: list[Any] = []
     try:
-        for path in paths:
+        for path in files:
             opened.append(open_source(path, input_format))
+            _check_same_columns(opened[0], opened[-1])
     except BaseException:
         for source in opened:
             source.close()
         raise
     return opened
+
+
+def _check_same_columns(first: Any, other: Any) -> None:
+    """Several inputs are one table: each must have the first one's columns."""
+    missing = [c for c in first.columns if c not in other.columns]
+    extra = [c for c in other.columns if c not in first.columns]
+    if missing or extra:
+        how = "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(repr(c) for c in missing)}" if missing else "",
+                f"extra {', '.join(repr(c) for c in extra)}" if extra else "",
+            )
+            if part
+        )
+        raise InputError(f"{other.label}: its columns differ from those of {first.label} ({how}); inputs are read as one table")
 
 
 def run(
@@ -138,30 +158,41 @@ def run(
     fail_above: float | None = None,
     baseline: str | None = None,
     max_increase: str | None = None,
+    labels: str | None = None,
+    on: str | None = None,
 ) -> Report:
-    """Evaluate opened sources, writing per-row losses to `per_row` ('-' is stdout) as it goes; then gate."""
+    """Evaluate opened sources (targets from `labels` if given), writing per-row losses to `per_row`
+    ('-' is stdout) as it goes; then gate."""
     from smoothl1_cli import gate
     from smoothl1_cli.evaluate import evaluate_sources, plan_columns
-    from smoothl1_cli.output import CsvRowSink, atomic_output
+    from smoothl1_cli.output import CsvRowSink, ParquetRowSink, atomic_output
 
     if max_increase is not None and baseline is None:
         raise InputError("--max-increase needs --baseline REPORT to compare against")
     tolerance = gate.Tolerance.parse(max_increase or "0")
     saved = gate.load_report(baseline) if baseline is not None else None
+    if on is not None and labels is None:
+        raise InputError("--on KEY goes with --labels FILE: the key joins the predictions to the labels")
+    if labels is not None:
+        from smoothl1_cli.labels import with_labels
+        from smoothl1_cli.readers import open_source
+
+        sources = with_labels(sources, open_source(labels, None), settings.target, on)
 
     with ExitStack() as stack:
         for source in sources:
             stack.callback(source.close)
         sink = None
         if per_row is not None:
-            if not per_row.lower().endswith(".csv") and per_row != "-":
-                raise InputError(f"--per-row {per_row}: per-row output is written as CSV; name a .csv file or -")
-            out = sys.stdout.buffer if per_row == "-" else stack.enter_context(atomic_output(per_row, "--per-row"))
+            parquet = per_row.lower().endswith((".parquet", ".pq"))
+            if not (parquet or per_row.lower().endswith(".csv") or per_row == "-"):
+                raise InputError(f"--per-row {per_row}: name a .csv or .parquet file, or - for stdout")
             plan = plan_columns(sources[0], settings)
-            sink = CsvRowSink(out, plan.id, [pred for pred, _ in plan.pairs])
+            out = sys.stdout.buffer if per_row == "-" else stack.enter_context(atomic_output(per_row, "--per-row"))
+            sink = (ParquetRowSink if parquet else CsvRowSink)(out, plan.id, [pred for pred, _ in plan.pairs])
         report = evaluate_sources(sources, settings, sink)
-        if per_row == "-":
-            sys.stdout.flush()
+        if sink is not None:
+            sink.close()
     if fail_above is not None:
         report = report.with_gate(gate.fail_above(report, fail_above))
     if saved is not None and baseline is not None:

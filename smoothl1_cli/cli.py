@@ -95,6 +95,8 @@ def _sigterm(signum: int, frame: Any) -> NoReturn:
 @click.option("--nan-policy", type=click.Choice(["error", "omit", "propagate"]), default="error", show_default=True)
 @click.option("--id", "id_column", help="Column carried into per-row output and worst rows.")
 @click.option("--group-by", "group_by", metavar="COL", help="A result per value of COL as well as overall.")
+@click.option("--labels", metavar="FILE", help="Take the target column(s) from FILE ...")
+@click.option("--on", metavar="KEY", help="... joined on column KEY (default: row by row).")
 @click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="How many worst rows.")
 @click.option("--exact-quantiles", is_flag=True, help="Exact p50..p99 (memory grows with rows) instead of the sketch.")
 @click.option("--per-row", "per_row", metavar="FILE", help="Also write per-row losses as CSV (- for stdout).")
@@ -111,6 +113,7 @@ def _sigterm(signum: int, frame: Any) -> NoReturn:
 @click.pass_context
 def eval_command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, output: str | None, quiet: bool,
                  fail_above: float | None, baseline: str | None, max_increase: str | None, per_row: str | None,
+                 labels: str | None, on: str | None,
                  progress: bool | None, debug: bool, id_column: str | None, **options: Any) -> None:  # fmt: skip
     """Evaluate INPUT (files, or - for standard input) and print a report.
 
@@ -133,7 +136,7 @@ def eval_command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, output: 
         per_row = "-"
     sources = open_all(list(inputs), settings.input_format)
     _attach_progress(sources, progress)
-    report = run(sources, settings, per_row, fail_above, baseline, max_increase)
+    report = run(sources, settings, per_row, fail_above, baseline, max_increase, labels, on)
     if output is not None:
         text = io.StringIO()
         RENDERERS["json"](report, text)

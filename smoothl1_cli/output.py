@@ -14,6 +14,7 @@ from typing import IO, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from smoothl1_cli.errors import InputError
 
@@ -56,13 +57,56 @@ def _umask() -> int:
     return mask
 
 
+def _loss_names(preds: list[str]) -> list[str]:
+    return ["loss"] if len(preds) == 1 else [f"loss_{pred}" for pred in preds]
+
+
+def _row_batch(
+    names: list[str],
+    rows: np.ndarray[Any, Any],
+    ids: pa.Array | None,
+    losses: list[np.ndarray[Any, Any]],
+    omitted: np.ndarray[Any, Any] | None,
+) -> pa.RecordBatch:
+    """`row`, the id column if any, then the losses (null where the row was omitted)."""
+    arrays: list[pa.Array] = [pa.array(rows, type=pa.int64())]
+    if ids is not None:
+        arrays.append(ids)
+    arrays += [pa.array(loss, type=pa.float64(), mask=omitted) for loss in losses]
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+class ParquetRowSink:
+    """Per-row losses as Parquet, with the same columns as the CSV."""
+
+    def __init__(self, out: IO[bytes], id_column: str | None, preds: list[str]) -> None:
+        self._out = out
+        self._names = ["row"] + ([id_column] if id_column else []) + _loss_names(preds)
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(
+        self,
+        rows: np.ndarray[Any, Any],
+        ids: pa.Array | None,
+        losses: list[np.ndarray[Any, Any]],
+        omitted: np.ndarray[Any, Any] | None,
+    ) -> None:
+        batch = _row_batch(self._names, rows, ids, losses, omitted)
+        if self._writer is None:  # the id column's type is known only now
+            self._writer = pq.ParquetWriter(self._out, batch.schema)
+        self._writer.write_batch(batch)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
 class CsvRowSink:
     """Per-row losses as CSV: `row`, the id column if any, then `loss` or `loss_<pred>` per prediction."""
 
     def __init__(self, out: IO[bytes], id_column: str | None, preds: list[str]) -> None:
         self._out = out
-        losses = ["loss"] if len(preds) == 1 else [f"loss_{pred}" for pred in preds]
-        self._names = ["row"] + ([id_column] if id_column else []) + losses
+        self._names = ["row"] + ([id_column] if id_column else []) + _loss_names(preds)
         header = io.StringIO()
         csv.writer(header, lineterminator="\n").writerow(self._names)
         out.write(header.getvalue().encode())
@@ -76,10 +120,9 @@ class CsvRowSink:
         omitted: np.ndarray[Any, Any] | None,
     ) -> None:
         """Append one chunk's rows; an omitted row keeps its line with an empty loss."""
-        arrays: list[pa.Array] = [pa.array(rows, type=pa.int64())]
-        if ids is not None:
-            arrays.append(ids)
-        arrays += [pa.array(loss, type=pa.float64(), mask=omitted) for loss in losses]
         buffer = io.BytesIO()
-        pacsv.write_csv(pa.RecordBatch.from_arrays(arrays, names=self._names), buffer, self._options)
+        pacsv.write_csv(_row_batch(self._names, rows, ids, losses, omitted), buffer, self._options)
         self._out.write(buffer.getvalue())
+
+    def close(self) -> None:
+        self._out.flush()

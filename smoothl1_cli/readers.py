@@ -9,11 +9,12 @@ batch by batch. Every Arrow failure becomes an InputError that names the input.
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -131,6 +132,30 @@ def open_source(spec: str | Path, input_format: str | None = None) -> Source:
         raise InputError(f"{label}: is a directory") from exc
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError, EOFError) as exc:
         raise InputError(f"{label}: {_describe(exc)}") from exc
+
+
+def expand_inputs(inputs: Sequence[str]) -> list[str]:
+    """Paths as given; a directory becomes its data files, a glob pattern its matches (both sorted)."""
+    files: list[str] = []
+    for spec in inputs:
+        path = Path(spec)
+        if spec != "-" and path.is_dir():
+            found = sorted(str(p) for p in path.iterdir() if p.is_file() and _is_data_file(p))
+            if not found:
+                raise InputError(f"{spec}: no data files in this directory (known endings: {', '.join(EXTENSIONS)})")
+            files += found
+        elif spec != "-" and not path.exists() and any(char in spec for char in "*?["):
+            found = sorted(p for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+            if not found:
+                raise InputError(f"{spec}: no files match this pattern")
+            files += found
+        else:
+            files.append(spec)
+    return files
+
+
+def _is_data_file(path: Path) -> bool:
+    return _strip_compression(path).suffix.lower() in EXTENSIONS and not path.name.startswith(".")
 
 
 def source_from_table(table: pa.Table, label: str) -> Source:
@@ -337,7 +362,7 @@ def _open_delimited(label: str, stream: _Prefixed, fmt: str | None, size: int | 
             reader.rows_before += table.num_rows
             reader.lines_before += block.count(b"\n")
 
-    source = Source(label, fmt or "csv", names, numeric, batches, size)
+    source = Source(label, "tsv" if delimiter == "\t" else "csv", names, numeric, batches, size)
     reader.progress = source.progress
     return source
 
