@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import reduce
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from smoothl1_cli import backends, kernel
+from smoothl1_cli.bootstrap import BootstrapStats, interval, paired_p_value
 from smoothl1_cli.errors import InputError
 from smoothl1_cli.readers import Source, to_float64, to_int64
 from smoothl1_cli.report import GroupResult, InputInfo, Report, Result, WorstRow
@@ -52,6 +53,9 @@ class Options:
     group_by: str | None = None
     top: int = 5
     exact_quantiles: bool = False
+    ci: float | None = None
+    bootstrap: int = 1000
+    seed: int = 0
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     backend: str = "numpy"
 
@@ -69,6 +73,10 @@ class Options:
             raise InputError(f"--top must be 0 or more, not {self.top}")
         if self.chunk_rows < 1:
             raise InputError(f"--chunk-rows must be at least 1, not {self.chunk_rows}")
+        if self.ci is not None and not 0 < self.ci < 1:
+            raise InputError(f"--ci is a confidence level between 0 and 1 (such as 0.95), not {self.ci}")
+        if self.bootstrap < 2:
+            raise InputError(f"--bootstrap needs at least 2 replicates (1000 is usual), not {self.bootstrap}")
         self._check_parameter()
 
     def _check_parameter(self) -> None:
@@ -287,6 +295,7 @@ class _Run:
     stats: list[LossStats]
     row_sum: LossStats | None
     groups: _Groups | None = None
+    boot: BootstrapStats | None = None
     rows: int = 0
     omitted: int = 0
     bad: _BadRows = field(default_factory=_BadRows)
@@ -341,6 +350,8 @@ class _Run:
                 losses.append(loss)
             if self.row_sum is not None:
                 self.row_sum = self.row_sum.update(self._row_sum_chunk(columns, losses, rows, weight))
+            if self.boot is not None:
+                self.boot = self.boot.update(rows, losses, weight)
         if self.sink is not None:
             omitted = None if keep is None else ~keep
             self.sink.write(np.arange(start, start + n, dtype=np.int64), _concat_ids(piece.ids), _spread(losses, keep, n), omitted)
@@ -495,6 +506,7 @@ def evaluate_sources(
         [_stats(options, options.top) for _ in range(k)],
         _stats(options, 0) if plan.multi_output and options.multioutput == "row-sum" else None,
         _Groups(k) if plan.group_by else None,
+        BootstrapStats.empty(k, options.bootstrap, options.seed) if options.ci is not None else None,
     )
     inputs = []
     text = set(plan.labels)
@@ -575,6 +587,8 @@ def _report(run: _Run, sources: Sequence[Source], offsets: list[int], inputs: tu
         _result(pred, target, stats, run.omitted, options, sources)
         for (pred, target), stats in zip(plan.pairs, run.stats, strict=True)
     )
+    if run.boot is not None:
+        results = _with_uncertainty(results, run.boot, options)
     overall = None
     if plan.multi_output:
         stats = run.row_sum if run.row_sum is not None else reduce(LossStats.merge, run.stats)
@@ -608,6 +622,31 @@ def _report(run: _Run, sources: Sequence[Source], offsets: list[int], inputs: tu
         groups=run.groups.results(plan, options.reduction) if run.groups is not None else (),
         worst_rows=worst,
     )
+
+
+def _with_uncertainty(results: tuple[Result, ...], boot: BootstrapStats, options: Options) -> tuple[Result, ...]:
+    """Each result's bootstrap interval; from the second on, a paired test against the first."""
+    level = options.ci
+    assert level is not None
+    method = {"level": level, "replicates": options.bootstrap, "seed": options.seed, "method": "poisson-bootstrap"}
+    first = boot.replicate_values(0, options.reduction)
+    out = []
+    for index, result in enumerate(results):
+        values = boot.replicate_values(index, options.reduction)
+        low, high = interval(values, level)
+        paired = None
+        if index > 0:
+            differences = values - first
+            d_low, d_high = interval(differences, level)
+            paired = {
+                "against": results[0].pred,
+                "difference": result.value - results[0].value,
+                "low": d_low,
+                "high": d_high,
+                "p_value": paired_p_value(differences),
+            }
+        out.append(replace(result, ci={**method, "low": low, "high": high}, paired=paired))
+    return tuple(out)
 
 
 def _result(pred: str, target: str, stats: LossStats, omitted: int, options: Options, sources: Sequence[Source]) -> Result:

@@ -125,6 +125,10 @@ def render_markdown(report: Report, out: TextIO) -> None:
     lines += [f"### {_title(report)}", "", _inputs(report), ""]
     rows = [[r.pred, r.target, *(_stat(r, n) for n in STAT_COLUMNS)] for r in report.all_results]
     lines += _md_table(["pred", "target", *STAT_COLUMNS], rows, numeric_from=2)
+    uncertainty = _uncertainty_rows(report)
+    if uncertainty:
+        header = ["", *(r.pred for r in report.all_results)]
+        lines += ["", *_md_table(header, [[label, *cells] for label, cells in uncertainty], numeric_from=1)]
     if report.worst_rows:
         with_id = ["id"] if report.id_column else []
         header = ["row", *with_id, "pred", "prediction", "actual", "loss"]
@@ -164,6 +168,8 @@ def render_table(report: Report, out: TextIO) -> None:
     table.add_row("target", *(result.target for result in report.all_results))
     for name in STAT_COLUMNS:
         table.add_row(name, *(short(_stat(result, name)) for result in report.all_results))
+    for label, cells in _uncertainty_rows(report):
+        table.add_row(label, *(short(cell) for cell in cells))
     console.print(table)
     for result in report.results[:4]:
         console.print(_histogram(result))
@@ -193,6 +199,26 @@ def _groups_table(report: Report) -> Any:
     for group in shown:
         table.add_row(short(group.group), group.result.pred, *(short(_stat(group.result, n)) for n in TABLE_GROUP_COLUMNS))
     return table
+
+
+def _uncertainty_rows(report: Report) -> list[tuple[str, list[Any]]]:
+    """With --ci: the interval of each value, and each pred against the first (paired)."""
+    if report.results[0].ci is None:
+        return []
+    level = f"{report.results[0].ci['level'] * 100:g}%"
+    results = report.all_results
+
+    def field(part: str, key: str) -> list[Any]:
+        return [(getattr(r, part) or {}).get(key) for r in results]
+
+    return [
+        (f"{level} ci low", field("ci", "low")),
+        (f"{level} ci high", field("ci", "high")),
+        (f"Δ vs {results[0].pred}", field("paired", "difference")),
+        (f"Δ {level} ci low", field("paired", "low")),
+        (f"Δ {level} ci high", field("paired", "high")),
+        ("Δ p-value", field("paired", "p_value")),
+    ][: 2 if len(report.results) == 1 else None]
 
 
 def _histogram(result: Result) -> Any:

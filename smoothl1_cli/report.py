@@ -42,6 +42,8 @@ class Result:
     omitted: int
     value: float
     summary: Summary
+    ci: dict[str, Any] | None = None  # --ci: the bootstrap interval of `value`
+    paired: dict[str, Any] | None = None  # --ci with several preds: this one against the first
 
     def to_dict(self) -> dict[str, Any]:
         s = self.summary
@@ -63,6 +65,10 @@ class Result:
         }
         if s.weight != s.count:
             out["weight_sum"] = s.weight
+        if self.ci is not None:
+            out["ci"] = self.ci
+        if self.paired is not None:
+            out["paired"] = self.paired
         return out
 
 
