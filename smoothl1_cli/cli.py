@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from smoothl1_cli import __version__
-from smoothl1_cli.errors import ExitCode, InputError
+from smoothl1_cli.errors import ExitCode, InputError, Terminated
 
 FORMATS = ("auto", "table", "json", "markdown", "csv")
 ISSUES_URL = "https://github.com/smoothl1/smoothl1/issues"
@@ -38,6 +38,9 @@ class Cli(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             raise click.exceptions.Exit(ExitCode.INTERRUPTED) from None
+        except Terminated:
+            click.echo("Terminated.", err=True)
+            raise click.exceptions.Exit(ExitCode.TERMINATED) from None
         except BrokenPipeError:
             _silence_stdout()
             raise click.exceptions.Exit(ExitCode.OK) from None
@@ -71,7 +74,7 @@ def cli() -> None:
 
 
 def _sigterm(signum: int, frame: Any) -> NoReturn:
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 @cli.command("eval")

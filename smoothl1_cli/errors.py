@@ -14,4 +14,9 @@ class ExitCode(enum.IntEnum):
     GATE_FAILED = 1
     BAD_INPUT = 2
     INTERNAL = 3
-    INTERRUPTED = 130
+    INTERRUPTED = 130  # Ctrl-C (SIGINT)
+    TERMINATED = 143  # SIGTERM: 128 + 15, as a shell reports a process the signal ended
+
+
+class Terminated(BaseException):
+    """Raised by the SIGTERM handler, so that cleanup (temporary files) runs as on Ctrl-C."""

@@ -47,6 +47,7 @@ EXTENSIONS = {
 COMPRESSIONS = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd", ".lz4": "lz4"}
 MAGIC = ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"BZh", "bz2"), (b"\x04\x22\x4d\x18", "lz4"))
 BLOCK_BYTES = 16 << 20  # text is parsed in record-aligned blocks of about this size
+MAX_RECORD_BYTES = 64 << 20  # a longer line is refused rather than held in memory
 SNIFF_BYTES = 1 << 20
 DELIMITERS = (",", "\t", ";")
 _NUMERIC = (pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal)
@@ -286,6 +287,7 @@ def _types_of(schema: pa.Schema) -> dict[str, str]:
 class _TextReader:
     """Cuts a byte stream into record-aligned blocks; counts the rows and lines before each."""
 
+    label: str
     stream: _Prefixed
     quoted: bool  # whether a quote can hide a newline (delimited text), or not (JSON Lines)
     carry: bytes = b""
@@ -305,6 +307,12 @@ class _TextReader:
             data = self.carry + data
             cut = _last_boundary(data, self.quoted)
             if cut <= 0:
+                if len(data) > MAX_RECORD_BYTES:
+                    raise InputError(
+                        f"{self.label}: line {self.lines_before + 1} is longer than {MAX_RECORD_BYTES >> 20} MiB without a line break"
+                        + (" outside quotes (an unclosed quote?)" if self.quoted and b'"' in data else "")
+                        + "; is this really delimited text?"
+                    )
                 self.carry = data
                 continue
             block, self.carry = data[:cut], data[cut:]
@@ -348,7 +356,7 @@ def _open_delimited(label: str, stream: _Prefixed, fmt: str | None, size: int | 
     names = next(csv.reader([header], delimiter=delimiter))
     names = [name.strip() for name in names]
     _check_names(label, names)
-    reader = _TextReader(stream, quoted=True, lines_before=header_lines)
+    reader = _TextReader(label, stream, quoted=True, lines_before=header_lines)
     blocks = reader.blocks()
     first = next(blocks, b"")
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
@@ -467,7 +475,7 @@ def _parses_as_float(value: str) -> bool:
 
 
 def _open_jsonl(label: str, stream: _Prefixed, size: int | None) -> Source:
-    reader = _TextReader(stream, quoted=False)
+    reader = _TextReader(label, stream, quoted=False)
     blocks = reader.blocks()
     first = next(blocks, b"")
     if not first.strip():
