@@ -167,21 +167,22 @@ def run(
     from smoothl1_cli.evaluate import evaluate_sources, plan_columns
     from smoothl1_cli.output import CsvRowSink, ParquetRowSink, atomic_output
 
-    if max_increase is not None and baseline is None:
-        raise InputError("--max-increase needs --baseline REPORT to compare against")
-    tolerance = gate.Tolerance.parse(max_increase or "0")
-    saved = gate.load_report(baseline) if baseline is not None else None
-    if on is not None and labels is None:
-        raise InputError("--on KEY goes with --labels FILE: the key joins the predictions to the labels")
-    if labels is not None:
-        from smoothl1_cli.labels import with_labels
-        from smoothl1_cli.readers import open_source
-
-        sources = with_labels(sources, open_source(labels, None), settings.target, on)
-
     with ExitStack() as stack:
         for source in sources:
             stack.callback(source.close)
+        if max_increase is not None and baseline is None:
+            raise InputError("--max-increase needs --baseline REPORT to compare against")
+        tolerance = gate.Tolerance.parse(max_increase or "0")
+        saved = gate.load_report(baseline) if baseline is not None else None
+        if on is not None and labels is None:
+            raise InputError("--on KEY goes with --labels FILE: the key joins the predictions to the labels")
+        if labels is not None:
+            from smoothl1_cli.labels import with_labels
+            from smoothl1_cli.readers import open_source
+
+            label_source = open_source(labels, None)
+            stack.callback(label_source.close)
+            sources = with_labels(sources, label_source, settings.target, on)
         sink = None
         if per_row is not None:
             parquet = per_row.lower().endswith((".parquet", ".pq"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import sys
 import traceback
@@ -32,7 +33,7 @@ class Cli(click.Group):
         try:
             return super().invoke(ctx)
         except InputError as exc:
-            raise BadInput(str(exc)) from exc
+            raise BadInput(_one_line(str(exc))) from exc
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:
@@ -46,6 +47,11 @@ class Cli(click.Group):
             raise click.exceptions.Exit(ExitCode.OK) from None
         except Exception as exc:
             _internal_error(exc, ctx)
+
+
+def _one_line(message: str) -> str:
+    """Control characters from the data (newlines, NUL, escapes) shown escaped: one line, no surprises."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda match: repr(match.group())[1:-1], message)
 
 
 def _silence_stdout() -> None:

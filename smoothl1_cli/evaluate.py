@@ -175,9 +175,11 @@ def plan_columns(source: Source, options: Options) -> Plan:
     elif len(preds) == len(targets):
         pairs = tuple(zip(preds, targets, strict=True))
     else:
+        where = "" if options.pred else f"{source.label}: "  # detected: say where they were found
         raise InputError(
-            f"{len(targets)} targets ({', '.join(targets)}) pair up with {len(targets)} predictions in order, "
-            f"but {len(preds)} were found ({', '.join(preds)}); pass one --pred per target"
+            f"{where}{len(targets)} targets ({', '.join(targets)}) pair up with {len(targets)} predictions in order, "
+            f"but {len(preds)} were {'given' if options.pred else 'found'} ({', '.join(preds)}); "
+            "pass one --pred per target"
         )
     return Plan(pairs, weight, id_column, group_by)
 
@@ -340,8 +342,11 @@ class _Run:
                 diff = columns[pred] - columns[target]
                 loss = self.terms(diff)
                 abs_diff = np.abs(diff)
+                linear = abs_diff >= parameter
+                if bad_rows and self.options.nan_policy == "propagate":
+                    linear = np.where(np.isnan(abs_diff), np.nan, linear)  # NaN rows make the share NaN too
                 chunk = Chunk(
-                    loss, abs_diff, np.square(diff), abs_diff >= parameter, rows, weight,
+                    loss, abs_diff, np.square(diff), linear, rows, weight,
                     columns[pred], columns[target], ids_of,
                 )  # fmt: skip
                 self.stats[index] = self.stats[index].update(chunk)

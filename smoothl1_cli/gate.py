@@ -141,8 +141,16 @@ def load_report(path: str) -> dict[str, Any]:
         report = json.loads(text)
     except ValueError as exc:
         raise InputError(f"{path}: not a JSON report ({exc})") from None
-    if not isinstance(report, dict) or "signature" not in report or not isinstance(report.get("results"), list):
+    results = report.get("results") if isinstance(report, dict) else None
+    overall = [report["overall"]] if isinstance(report, dict) and report.get("overall") is not None else []
+    if not isinstance(report, dict) or not isinstance(report.get("signature"), str) or not isinstance(results, list):
         raise InputError(f"{path}: not a smoothl1 JSON report (no signature or results); make one with -o FILE")
+    for result in results + overall:
+        value = result.get("value") if isinstance(result, dict) else None
+        if not (isinstance(result, dict) and isinstance(result.get("pred"), str)) or isinstance(value, bool) or not (
+            value is None or isinstance(value, int | float)
+        ):
+            raise InputError(f"{path}: a result without a 'pred' name and a numeric 'value': {str(result)[:80]}")
     return report
 
 

@@ -14,6 +14,7 @@ import io
 import json
 import re
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +123,8 @@ def open_source(spec: str | Path, input_format: str | None = None) -> Source:
         fmt = input_format or EXTENSIONS.get(_strip_compression(path).suffix.lower())
         with open(path, "rb") as probe:
             head = probe.read(8)
+        if input_format is None and _sniff_format(head) in ("parquet", "ipc"):
+            fmt = _sniff_format(head)  # Parquet or Arrow bytes under a text name: the bytes win
         if fmt in ("parquet", "ipc") and _compression(head) is None:
             return _open_random_access(label, pa.OSFile(str(path)), fmt, size)
         return _open_stream(label, _Prefixed(open(path, "rb")), fmt, size)
@@ -331,19 +334,24 @@ def _last_boundary(data: bytes, quoted: bool) -> int:
 
 
 def _split_header(stream: _Prefixed, label: str) -> tuple[str, int]:
-    """The first non-empty line of delimited text (BOM removed), and the lines it took."""
+    """The header line of delimited text (BOM removed; ended by LF, CRLF or a lone CR), and its lines."""
     head = b""
-    while b"\n" not in head:
+    while b"\n" not in head and b"\r" not in head[:-1]:
         more = stream.read(65536)
         if not more:
             break
         head += more
-    text_end = head.find(b"\n")
-    line, rest = (head, b"") if text_end < 0 else (head[:text_end], head[text_end + 1 :])
+        if len(head) > MAX_RECORD_BYTES:
+            raise InputError(f"{label}: the first line is longer than {MAX_RECORD_BYTES >> 20} MiB; is this delimited text?")
+    end = min((i for i in (head.find(b"\n"), head.find(b"\r")) if i >= 0), default=len(head))
+    skip = 2 if head[end : end + 2] == b"\r\n" else 1
+    line, rest = head[:end], head[end + skip :]
     stream._head = rest + stream._head  # give back what followed the header
-    line = line.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r")
+    line = line.removeprefix(b"\xef\xbb\xbf")
     if not line.strip():
         raise InputError(f"{label}: the first line is empty; expected a header with column names")
+    if b"\x00" in line:
+        raise InputError(f"{label}: binary data where a header line was expected; pass --input-format if this is not text")
     try:
         return line.decode("utf-8"), 1
     except UnicodeDecodeError:
@@ -441,37 +449,73 @@ def _locate_csv_error(
     reader: _TextReader,
     exc: pa.ArrowInvalid,
 ) -> str:
-    """Turn Arrow's row-less message into one that names the row, the line, the column and the value."""
-    text = block.decode("utf-8", errors="replace")
-    records = csv.reader(io.StringIO(text, newline=""), delimiter=parse.delimiter)
-    numeric = [names.index(name) for name, type_ in types.items() if type_ == pa.float64()]
-    row = 0
-    for record in records:
-        if not record:
-            continue
-        where = f"row {reader.rows_before + row} (line {reader.lines_before + records.line_num})"
-        if len(record) != len(names):
-            return f"{where}: expected {len(names)} fields, found {len(record)}"
-        for index in numeric:
-            value = record[index]
-            if not _parses_as_float(value):
-                return f"{where}, column '{names[index]}': {value!r} is not a number"
-        row += 1
-    return _describe(exc)
+    """Turn Arrow's row-less message into one that names the row, the line, the column and the value.
 
-
-_NULLS = frozenset(pacsv.ConvertOptions().null_values)
-
-
-def _parses_as_float(value: str) -> bool:
-    """Arrow's own verdict on one CSV field (its null spellings count as missing, not bad)."""
-    if value in _NULLS:
-        return True
+    The block is parsed again with its numeric columns as text, each is cast whole, and a
+    binary search finds the first value that fails; only a ragged row needs a row-by-row scan.
+    """
+    numeric = [name for name, type_ in types.items() if type_ == pa.float64()]
     try:
-        pc.cast(pa.array([value]), pa.float64())
+        table = pacsv.read_csv(
+            pa.BufferReader(block),
+            read_options=pacsv.ReadOptions(column_names=names),
+            parse_options=parse,
+            convert_options=pacsv.ConvertOptions(
+                include_columns=numeric, column_types=dict.fromkeys(numeric, pa.string()), strings_can_be_null=True
+            ),
+        )
     except pa.ArrowInvalid:
-        return False
-    return True
+        return _locate_ragged_row(block, names, parse, reader) or _describe(exc)
+    failures = [(row, name) for name in numeric if (row := _first_unparsable(table.column(name))) is not None]
+    if not failures:
+        return _describe(exc)
+    row, name = min(failures, key=lambda failure: (failure[0], names.index(failure[1])))
+    value = table.column(name)[row].as_py()
+    return f"{_where(block, parse, reader, row)}, column '{name}': {value!r} is not a number"
+
+
+def _first_unparsable(column: pa.ChunkedArray) -> int | None:
+    """The index of the first value that Arrow cannot read as float64, by bisection over prefixes."""
+    values = column.combine_chunks()
+
+    def parses(length: int) -> bool:
+        try:
+            pc.cast(values.slice(0, length), pa.float64())
+        except pa.ArrowInvalid:
+            return False
+        return True
+
+    if parses(len(values)):
+        return None
+    low, high = 0, len(values)  # parses(low) holds, parses(high) does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if parses(middle) else (low, middle)
+    return low
+
+
+def _records(block: bytes, parse: pacsv.ParseOptions) -> Iterator[tuple[list[str], int]]:
+    """The block's records (empty lines skipped, as Arrow does) with the 1-based line each ends on."""
+    reader = csv.reader(io.StringIO(block.decode("utf-8", errors="replace"), newline=""), delimiter=parse.delimiter)
+    for record in reader:
+        if record:
+            yield record, reader.line_num
+
+
+def _where(block: bytes, parse: pacsv.ParseOptions, reader: _TextReader, row: int) -> str:
+    """'row R (line L)' for the block's row-th record."""
+    for index, (_, line) in enumerate(_records(block, parse)):
+        if index == row:
+            return f"row {reader.rows_before + row} (line {reader.lines_before + line})"
+    return f"row {reader.rows_before + row}"
+
+
+def _locate_ragged_row(block: bytes, names: list[str], parse: pacsv.ParseOptions, reader: _TextReader) -> str | None:
+    for row, (record, line) in enumerate(_records(block, parse)):
+        if len(record) != len(names):
+            where = f"row {reader.rows_before + row} (line {reader.lines_before + line})"
+            return f"{where}: expected {len(names)} fields, found {len(record)}"
+    return None
 
 
 def _open_jsonl(label: str, stream: _Prefixed, size: int | None) -> Source:
@@ -487,8 +531,12 @@ def _open_jsonl(label: str, stream: _Prefixed, size: int | None) -> Source:
         raise InputError(f"{label}: {_locate_json_error(sample, [], reader, exc)}") from exc
     numeric = _numeric_of(schema) | {f.name for f in schema if pa.types.is_null(f.type)}
 
+    def as_read(name: str) -> pa.DataType:  # a label column keeps its JSON type (an id may be a number)
+        inferred = schema.field(name).type if name in schema.names else pa.null()
+        return pa.string() if pa.types.is_null(inferred) else inferred
+
     def batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
-        wanted = pa.schema([(name, pa.string() if name in text else pa.float64()) for name in columns])
+        wanted = pa.schema([(name, as_read(name) if name in text else pa.float64()) for name in columns])
         options = pajson.ParseOptions(explicit_schema=wanted, unexpected_field_behavior="ignore")
         for block in _chain(first, blocks):
             try:
@@ -505,7 +553,18 @@ def _open_jsonl(label: str, stream: _Prefixed, size: int | None) -> Source:
     return source
 
 
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return {str: "a string", dict: "an object", list: "an array"}.get(type(value), "a value")
+
+
 def _locate_json_error(block: bytes, numeric: list[str], reader: _TextReader, exc: pa.ArrowInvalid) -> str:
+    """The row, line, column and value of Arrow's complaint: bad JSON, a non-number in `numeric`,
+    or a value of another kind than most rows have in that column."""
+    records = []
     row = 0
     for line_number, line in enumerate(block.split(b"\n"), start=1):
         if not line.strip():
@@ -521,7 +580,18 @@ def _locate_json_error(block: bytes, numeric: list[str], reader: _TextReader, ex
             value = record.get(name)
             if isinstance(value, bool) or not (value is None or isinstance(value, int | float)):
                 return f"{where}, column '{name}': {value!r} is not a number"
+        records.append((where, record))
         row += 1
+    kinds: dict[str, Counter[str]] = {}
+    for _, record in records:
+        for name, value in record.items():
+            if value is not None:
+                kinds.setdefault(name, Counter())[_kind(value)] += 1
+    usual = {name: counts.most_common(1)[0][0] for name, counts in kinds.items()}
+    for where, record in records:
+        for name, value in record.items():
+            if value is not None and _kind(value) != usual[name]:
+                return f"{where}, column '{name}': {value!r} is {_kind(value)} where most rows have {usual[name]}"
     return _describe(exc)
 
 

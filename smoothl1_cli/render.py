@@ -90,7 +90,7 @@ def _md(text: Any) -> str:
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric_from: int) -> list[str]:
     align = ["---" if i < numeric_from else "---:" for i in range(len(header))]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines = ["| " + " | ".join(_md(cell) for cell in header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
     return lines
 

@@ -123,9 +123,12 @@ class QuantileSketch:
         rows = [(0.0, 0.0, zeros)] if zeros else []
         if values.size:
             low, high = float(values.min()), float(values.max())
-            edges = np.geomspace(low, high, bins + 1) if high > low else np.array([low, high])
-            counts, edges = np.histogram(values, bins=edges, weights=weights)
-            rows += [(float(a), float(b), float(c)) for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)]
+            edges = np.unique(np.geomspace(low, high, bins + 1))  # near-equal ends can repeat an edge
+            if edges.size < 2:
+                rows.append((low, high, float(weights.sum())))
+            else:
+                counts, edges = np.histogram(values, bins=edges, weights=weights)
+                rows += [(float(a), float(b), float(c)) for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)]
         if infinite:
             rows.append((math.inf, math.inf, infinite))
         return rows
@@ -137,7 +140,13 @@ def _exact_quantile(values: Floats, weights: Floats | None, q: float) -> float:
         if values.size == 0:
             return math.nan
         with np.errstate(invalid="ignore"):
-            return float(np.quantile(values, q))
+            estimate = float(np.quantile(values, q))
+        if math.isnan(estimate):  # NumPy's interpolation gives 0 * inf next to an infinite loss
+            ordered = np.sort(values)
+            rank = q * (values.size - 1)
+            below = ordered[int(math.floor(rank))]
+            return float(below if rank == math.floor(rank) else ordered[int(math.ceil(rank))])
+        return estimate
     used = weights > 0
     values, weights = values[used], weights[used]
     if values.size == 0:
