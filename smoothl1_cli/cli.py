@@ -12,6 +12,8 @@ import re
 import signal
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import click
@@ -147,8 +149,8 @@ def eval_command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, output: 
             raise InputError("--reduction none streams per-row losses to stdout; drop --per-row, or use --reduction mean")
         per_row = "-"
     sources = open_all(list(inputs), settings.input_format)
-    _attach_progress(sources, progress)
-    report = run(sources, settings, per_row, fail_above, baseline, max_increase, labels, on)
+    with _progress_bar(sources, progress):
+        report = run(sources, settings, per_row, fail_above, baseline, max_increase, labels, on)
     if output is not None:
         text = io.StringIO()
         RENDERERS["json"](report, text)
@@ -195,47 +197,24 @@ def compare_command(ctx: click.Context, baseline: str, current: str, max_increas
 PROGRESS_MIN_BYTES = 64 << 20
 
 
-def _attach_progress(sources: list[Any], progress: bool | None) -> None:
-    """A rich progress bar on stderr: by default only on a terminal and for large inputs."""
-    sizes = [s.size for s in sources]
-    known = sum(size for size in sizes if size)
-    if progress is None:
-        progress = sys.stderr.isatty() and known >= PROGRESS_MIN_BYTES
-    if not progress:
+@contextmanager
+def _progress_bar(sources: list[Any], enabled: bool | None) -> Iterator[None]:
+    """A rich progress bar on stderr while reading; by default only on a terminal and for large inputs."""
+    total = sum(source.size or 0 for source in sources)
+    if enabled is None:
+        enabled = sys.stderr.isatty() and total >= PROGRESS_MIN_BYTES
+    if not enabled:
+        yield
         return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=__import__("rich.console").console.Console(stderr=True),
-        transient=True,
-    )
-    task = bar.add_task("reading", total=known or None)
-    bar.start()
-    for source in sources:
-        source.progress.append(lambda n: bar.advance(task, n))
-        previous = source.close
-        source.close = _chain_close(previous, bar, source is sources[-1])
-
-
-def _chain_close(previous: Any, bar: Any, last: bool) -> Any:
-    def close() -> None:
-        previous()
-        if last:
-            bar.stop()
-
-    return close
+    columns = (TextColumn("reading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("reading", total=total or None)
+        for source in sources:
+            source.progress.append(lambda done: bar.advance(task, done))
+        yield
 
 
 def main() -> None:

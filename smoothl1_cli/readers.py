@@ -254,12 +254,16 @@ def _open_random_access(label: str, file: pa.NativeFile, fmt: str, size: int | N
         schema = parquet.schema_arrow
 
         def parquet_batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+            share = (size or 0) / max(parquet.metadata.num_rows, 1)  # progress in bytes, by rows read
             for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns, use_threads=True):
                 yield batch.select(columns)
+                for report in source.progress:
+                    report(round(batch.num_rows * share))
 
-        return Source(
+        source = Source(
             label, fmt, schema.names, _numeric_of(schema), parquet_batches, size, _types_of(schema), close=file.close
         )
+        return source
     try:
         reader: Any = ipc.open_file(file)
         batch_iter: Callable[[], Iterator[pa.RecordBatch]] = lambda: (  # noqa: E731

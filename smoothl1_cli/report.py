@@ -164,7 +164,8 @@ class Report:
         return replace(self, gate=merged, comparison=comparison or self.comparison)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON report of SPEC.md, keys in a fixed order (floats as floats: NaN and inf included)."""
+        """The JSON report of SPEC.md, equal to the command's JSON output: keys in a fixed order,
+        NaN and infinities as None (strict JSON's null)."""
         out: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "version": self.version,
@@ -188,10 +189,10 @@ class Report:
         if self.comparison is not None:
             out["baseline"] = {k: v for k, v in self.comparison.to_dict().items() if k not in ("schema_version", "gate")}
         out["gate"] = self.gate.to_dict()
-        return out
+        return strict_json_value(out)  # type: ignore[no-any-return]
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per result (and `overall`), quantiles as p50..p99 columns."""
+        """One row per result (and `overall`), quantiles as p50..p99 columns; NaN stays NaN here."""
         import pandas as pd
 
         rows = []
