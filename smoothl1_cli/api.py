@@ -82,7 +82,7 @@ def evaluate(source: Any, target: str | Sequence[str], pred: str | Sequence[str]
     nan_policy, id, top, multioutput, input_format, chunk_rows, backend, per_row, fail_above,
     baseline (a report's path), max_increase ('2%' or '0.01'), labels (a path) and on (a key column).
     """
-    from smoothl1_cli.evaluate import Options
+    from smoothl1_cli.evaluation import Options
 
     extras = ("per_row", "fail_above", "baseline", "max_increase", "labels", "on")
     gates = {name: options.pop(name, None) for name in extras}
@@ -164,7 +164,7 @@ def run(
     """Evaluate opened sources (targets from `labels` if given), writing per-row losses to `per_row`
     ('-' is stdout) as it goes; then gate."""
     from smoothl1_cli import gate
-    from smoothl1_cli.evaluate import evaluate_sources, plan_columns
+    from smoothl1_cli.evaluation import evaluate_sources, plan_columns
     from smoothl1_cli.output import CsvRowSink, ParquetRowSink, atomic_output
 
     with ExitStack() as stack:

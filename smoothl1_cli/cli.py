@@ -139,7 +139,7 @@ def eval_command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, output: 
     ctx.meta["smoothl1.debug"] = debug
     signal.signal(signal.SIGTERM, _sigterm)
     from smoothl1_cli.api import open_all, run
-    from smoothl1_cli.evaluate import Options
+    from smoothl1_cli.evaluation import Options
     from smoothl1_cli.output import atomic_output
     from smoothl1_cli.render import RENDERERS
 
@@ -161,7 +161,7 @@ def eval_command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, output: 
         RENDERERS[renderer](report, sys.stdout)
         sys.stdout.flush()
     if not report.gate.passed:
-        if per_row == "-":
+        if per_row == "-" or quiet or fmt == "csv":  # these outputs have no room for the reasons
             for failure in report.gate.failures:
                 click.echo(f"gate failed: {failure}", err=True)
         ctx.exit(ExitCode.GATE_FAILED)
@@ -210,7 +210,8 @@ def _progress_bar(sources: list[Any], enabled: bool | None) -> Iterator[None]:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     columns = (TextColumn("reading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    console = Console(stderr=True, force_terminal=True)  # --progress asked for it, even into a pipe
+    with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("reading", total=total or None)
         for source in sources:
             source.progress.append(lambda done: bar.advance(task, done))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import reduce
@@ -32,6 +33,8 @@ MULTIOUTPUTS = ("elementwise", "row-sum")
 PRED_NAMES = ("pred", "prediction", "y_pred", "yhat", "y_hat")
 DEFAULT_CHUNK_ROWS = 65_536
 TYPED_FORMATS = ("parquet", "ipc", "table")  # their schema, not a guess, says what is numeric
+TEXT_FORMATS = ("csv", "tsv")
+_PLAIN_INT = re.compile(r"-?(0|[1-9][0-9]{0,17})")
 
 
 @dataclass(frozen=True)
@@ -425,11 +428,19 @@ class _Groups:
         codes = self._codes_of(groups, keep)
         self.stats[index] = self.stats[index].update(codes, len(self.codes), chunk)
 
-    def results(self, plan: Plan, reduction: str) -> tuple[GroupResult, ...]:
-        """Every group's result for every pred, groups sorted by value (missing values last)."""
-        order = sorted(self.codes.items(), key=lambda item: _sort_key(item[0]))
+    def results(self, plan: Plan, reduction: str, from_text: bool) -> tuple[GroupResult, ...]:
+        """Every group's result for every pred, groups sorted by value (missing values last).
+
+        A group whose rows were all omitted is left out. Keys read from delimited text are text;
+        where every one is an integer written plainly (no sign, no leading zero), they become
+        integers, as Arrow's type inference (and so a Parquet copy of the file) would have them.
+        """
+        counts = self.stats[0].grown(len(self.codes)).count
+        codes = {key: code for key, code in self.codes.items() if counts[code]}
+        if from_text and all(key is None or (isinstance(key, str) and _PLAIN_INT.fullmatch(key)) for key in codes):
+            codes = {key if key is None else int(key): code for key, code in codes.items()}
         out = []
-        for key, code in order:
+        for key, code in sorted(codes.items(), key=lambda item: _sort_key(item[0])):
             for (pred, target), stats in zip(plan.pairs, self.stats, strict=True):
                 summary = stats.grown(len(self.codes)).summarize(code)
                 value = summary.sum if reduction == "sum" else summary.mean
@@ -478,6 +489,9 @@ def _concat_ids(ids: list[pa.Array]) -> pa.Array | None:
 
 
 def _json_id(value: Any) -> Any:
+    """A JSON-ready key or id: NaN is missing (None), other types become text."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
     return value if value is None or isinstance(value, str | int | float | bool) else str(value)
 
 
@@ -624,7 +638,9 @@ def _report(run: _Run, sources: Sequence[Source], offsets: list[int], inputs: tu
         results=results,
         overall=overall,
         group_by=plan.group_by,
-        groups=run.groups.results(plan, options.reduction) if run.groups is not None else (),
+        groups=run.groups.results(plan, options.reduction, any(s.format in TEXT_FORMATS for s in sources))
+        if run.groups is not None
+        else (),
         worst_rows=worst,
     )
 
