@@ -51,6 +51,7 @@ BLOCK_BYTES = 8 << 20  # text is parsed in record-aligned blocks of about this s
 PARSE_BLOCK_BYTES = 1 << 20  # Arrow's own unit of parallel parsing within a block
 MAX_RECORD_BYTES = 64 << 20  # a longer line is refused rather than held in memory
 SNIFF_BYTES = 1 << 20
+ROW_GROUP_BYTES = 256 << 20  # a Parquet row group whose needed columns decode to more is streamed
 DELIMITERS = (",", "\t", ";")
 _NUMERIC = (pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal)
 _ProgressFn = Callable[[int], None]
@@ -255,11 +256,22 @@ def _open_random_access(label: str, file: pa.NativeFile, fmt: str, size: int | N
         schema = parquet.schema_arrow
 
         def parquet_batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
-            share = (size or 0) / max(parquet.metadata.num_rows, 1)  # progress in bytes, by rows read
-            for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns, use_threads=True):
-                yield batch.select(columns)
+            metadata = parquet.metadata
+            share = (size or 0) / max(metadata.num_rows, 1)  # progress in bytes, by rows read
+            wanted = [metadata.schema.names.index(name) for name in columns]
+            for group in range(metadata.num_row_groups):
+                row_group = metadata.row_group(group)
+                if sum(row_group.column(i).total_uncompressed_size for i in wanted) <= ROW_GROUP_BYTES:
+                    # A whole row group decodes its columns in parallel: several times faster than batches.
+                    batches: Iterator[pa.RecordBatch] = iter(
+                        parquet.read_row_group(group, columns=columns, use_threads=True).to_batches()
+                    )
+                else:  # a huge row group is streamed, to bound memory
+                    batches = parquet.iter_batches(batch_size=chunk_rows, row_groups=[group], columns=columns)
+                for batch in batches:
+                    yield batch.select(columns)
                 for report in source.progress:
-                    report(round(batch.num_rows * share))
+                    report(round(row_group.num_rows * share))
 
         source = Source(
             label, fmt, schema.names, _numeric_of(schema), parquet_batches, size, _types_of(schema), close=file.close

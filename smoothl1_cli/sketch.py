@@ -47,9 +47,11 @@ class QuantileSketch:
     def update(self, values: Floats, weights: Floats | None = None) -> QuantileSketch:
         """Add a chunk of values (>= 0, inf or NaN), each counted with its weight (default 1)."""
         nan = np.isnan(values)
-        nan_weight = float(np.count_nonzero(nan)) if weights is None else float(weights[nan].sum())
-        part = (values[~nan], None if weights is None else weights[~nan])
-        return self.merge(QuantileSketch(self.limit, (part,), nan=nan_weight))
+        has_nan = bool(nan.any())
+        nan_weight = 0.0 if not has_nan else float(np.count_nonzero(nan)) if weights is None else float(weights[nan].sum())
+        part = (values[~nan], None if weights is None else weights[~nan]) if has_nan else (values, weights)
+        chunk = QuantileSketch(self.limit, (part,), nan=nan_weight)
+        return self.merge(chunk if self.parts is not None else chunk._bucketed())  # bucketed already: no copies
 
     def merge(self, other: QuantileSketch) -> QuantileSketch:
         """The sketch of both inputs together (exact: values join, counts add)."""
@@ -83,6 +85,8 @@ class QuantileSketch:
 
     def _exact(self) -> tuple[Floats, Floats | None]:
         parts = self.parts or ()
+        if len(parts) == 1:
+            return parts[0]
         values = np.concatenate([v for v, _ in parts]) if parts else _EMPTY
         if all(w is None for _, w in parts):
             return values, None

@@ -110,7 +110,11 @@ class WorstRows:
         """Keep the chunk's k worst rows; `ids_of(positions)` fetches their ids only."""
         if self.k == 0:
             return self
-        picked = _largest(loss, self.k)
+        if self.loss.size == self.k:  # full: only a loss of at least the current k-th worst can enter
+            candidates = np.flatnonzero(loss >= self.loss[-1])
+            picked = candidates[_largest(loss[candidates], self.k)]
+        else:
+            picked = _largest(loss, self.k)
         ids = tuple(ids_of(picked)) if ids_of is not None else ()
         return self.merge(WorstRows(self.k, loss[picked], rows[picked], prediction[picked], actual[picked], ids))
 
@@ -192,7 +196,8 @@ class LossStats:
     worst: WorstRows | None = None
 
     def update(self, chunk: Chunk) -> LossStats:
-        """These statistics plus one chunk's."""
+        """These statistics plus one chunk's (the sketch and worst rows are updated in place of a merge,
+        so a full top-k list screens the chunk with one comparison)."""
         loss, w = chunk.loss, chunk.weight
         if loss.size == 0:
             return self
@@ -200,27 +205,27 @@ class LossStats:
             seen = loss if w is None else loss[w > 0]
             lowest = float(seen.min()) if seen.size else math.inf
             highest = float(seen.max()) if seen.size else -math.inf
-            chunk_stats = LossStats(
+            return LossStats(
                 self.top_k,
-                int(loss.size),
-                ExactSum(_weighted_sum(loss, w)),
-                ExactSum(float(loss.size) if w is None else float(w.sum())),
-                ExactSum(_weighted_sum(chunk.abs_diff, w)),
-                ExactSum(_weighted_sum(chunk.sq_diff, w)),
-                ExactSum(_weighted_sum(chunk.linear, w)),
-                Moments.of(loss, w),
-                lowest,
-                highest,
-                QuantileSketch(self.sketch.limit).update(loss, w),
-                self._worst_of(chunk),
+                self.count + int(loss.size),
+                self.loss.add(_weighted_sum(loss, w)),
+                self.weight.add(float(loss.size) if w is None else float(w.sum())),
+                self.abs_diff.add(_weighted_sum(chunk.abs_diff, w)),
+                self.sq_diff.add(_weighted_sum(chunk.sq_diff, w)),
+                self.linear.add(_weighted_sum(chunk.linear, w)),
+                self.moments.merge(Moments.of(loss, w)),
+                _nan_or(min, self.min, lowest),
+                _nan_or(max, self.max, highest),
+                self.sketch.update(loss, w),
+                self._worst_with(chunk),
             )
-        return self.merge(chunk_stats)
 
-    def _worst_of(self, chunk: Chunk) -> WorstRows | None:
+    def _worst_with(self, chunk: Chunk) -> WorstRows | None:
         if self.top_k == 0 or chunk.prediction is None or chunk.actual is None:
-            return None
+            return self.worst
         loss = chunk.loss if chunk.weight is None else np.where(chunk.weight > 0, chunk.loss, np.nan)
-        return WorstRows(self.top_k).update(loss, chunk.rows, chunk.prediction, chunk.actual, chunk.ids_of)
+        worst = self.worst or WorstRows(self.top_k)
+        return worst.update(loss, chunk.rows, chunk.prediction, chunk.actual, chunk.ids_of)
 
     def merge(self, other: LossStats) -> LossStats:
         """The statistics of both inputs together; min and max propagate NaN, as NumPy's do."""
