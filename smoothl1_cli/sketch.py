@@ -127,7 +127,10 @@ class QuantileSketch:
         rows = [(0.0, 0.0, zeros)] if zeros else []
         if values.size:
             low, high = float(values.min()), float(values.max())
-            edges = np.unique(np.geomspace(low, high, bins + 1))  # near-equal ends can repeat an edge
+            with np.errstate(over="ignore"):  # exp() of the top edge may round past float64's maximum
+                edges = np.exp(np.linspace(math.log(low), math.log(high), bins + 1))
+            edges[0], edges[-1] = low, high
+            edges = np.unique(edges)  # near-equal ends can repeat an edge
             if edges.size < 2:
                 rows.append((low, high, float(weights.sum())))
             else:
@@ -162,8 +165,9 @@ def _exact_quantile(values: Floats, weights: Floats | None, q: float) -> float:
     if i == 0 or rank >= ends[i] - weights[order][i]:
         return float(values[i])
     below = ends[i - 1] - 1  # the last rank of row i - 1: interpolate across the gap to row i
-    with np.errstate(invalid="ignore"):
-        return float(values[i - 1] + (rank - below) * (values[i] - values[i - 1]))
+    if values[i] == values[i - 1] or math.isinf(values[i]):
+        return float(values[i])  # no gap to cross (and no inf - inf)
+    return float(values[i - 1] + (rank - below) * (values[i] - values[i - 1]))
 
 
 def _total(mask: Floats, weights: Floats | None) -> float:
