@@ -7,7 +7,10 @@ term is bit-identical to `torch.nn.functional.smooth_l1_loss(..., reduction="non
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
+
+import numpy as np
 
 Array = Any
 Namespace = Any
@@ -44,12 +47,38 @@ def _blend(d: Array, beta: float, divide: bool, linear_scale: float, xp: Namespa
     """
     quadratic = d < beta
     clipped = xp.minimum(d, beta)
-    quad = clipped * 0.5
-    quad *= clipped  # (0.5 * z) * z, PyTorch's order
-    if divide:
-        quad /= beta  # a division, as PyTorch does, not a multiplication by 1 / beta
+    if divide and not 1.0 <= beta <= 1e150:  # only here can (0.5 * z) * z leave float64's normal range
+        quad = _extreme_quadratic(clipped, beta, xp)
+    else:
+        quad = clipped * 0.5
+        quad *= clipped  # (0.5 * z) * z, PyTorch's order
+        if divide:
+            quad /= beta  # a division, as PyTorch does, not a multiplication by 1 / beta
     d -= 0.5 * beta
     if linear_scale != 1.0:
         d *= linear_scale
     xp.copyto(d, quad, where=quadratic)
     return d
+
+
+_SMALLEST_NORMAL = 2.2250738585072014e-308
+_LARGEST = 1.7976931348623157e308
+
+
+def _extreme_quadratic(clipped: Array, beta: float, xp: Namespace) -> Array:
+    """((0.5 * z) * z) / beta as PyTorch computes it, except where (0.5 * z) * z overflowed or went
+    subnormal while the loss itself is representable: there 0.5 * z * (z / beta), which cannot
+    overflow (z < beta) and keeps every digit. PyTorch returns inf or a number with few correct
+    digits in those places; everywhere else the result stays bit-identical to PyTorch's.
+    Example: z = 1e-160, beta = 1e-100: the loss is 5e-221, but (0.5 * z) * z = 5e-321 is
+    subnormal and keeps three digits.
+    """
+    with np.errstate(over="ignore", under="ignore") if xp is np else contextlib.nullcontext():
+        quad = clipped * 0.5
+        quad *= clipped
+        lost = (quad > _LARGEST) | ((quad < _SMALLEST_NORMAL) & (clipped > 0))
+        quad /= beta
+        if bool(lost.any()):
+            z = clipped[lost]
+            quad[lost] = 0.5 * z * (z / beta)
+    return quad
