@@ -151,6 +151,8 @@ def eval_command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, output: 
     sources = open_all(list(inputs), settings.input_format)
     with _progress_bar(sources, progress):
         report = run(sources, settings, per_row, fail_above, baseline, max_increase, labels, on)
+    for warning in report.warnings:
+        click.echo(f"Warning: {_one_line(warning)}", err=True)
     if output is not None:
         text = io.StringIO()
         RENDERERS["json"](report, text)

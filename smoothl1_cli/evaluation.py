@@ -21,7 +21,7 @@ import pyarrow as pa
 from smoothl1_cli import backends, kernel
 from smoothl1_cli.bootstrap import BootstrapStats, interval, paired_p_value
 from smoothl1_cli.errors import InputError
-from smoothl1_cli.readers import Source, to_float64, to_int64
+from smoothl1_cli.readers import Source, beyond_exact_integers, to_float64, to_int64
 from smoothl1_cli.report import GroupResult, InputInfo, Report, Result, WorstRow
 from smoothl1_cli.sketch import EXACT_LIMIT, QuantileSketch
 from smoothl1_cli.stats import Chunk, GroupStats, LossStats
@@ -304,6 +304,8 @@ class _Run:
     rows: int = 0
     omitted: int = 0
     bad: _BadRows = field(default_factory=_BadRows)
+    notes: dict[str, str] = field(default_factory=dict)  # warnings for the report, first one of a kind kept
+    overflows: dict[str, list[int]] = field(default_factory=dict)  # pred -> [rows, first row]
 
     def terms(self, diff: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         xp, parameter = self.xp, self.options.parameter
@@ -344,6 +346,7 @@ class _Run:
             for index, (pred, target) in enumerate(self.plan.pairs):
                 diff = columns[pred] - columns[target]
                 loss = self.terms(diff)
+                self._note_overflow(pred, loss, columns[pred], columns[target], rows)
                 abs_diff = np.abs(diff)
                 linear = abs_diff >= parameter
                 if bad_rows and self.options.nan_policy == "propagate":
@@ -381,6 +384,23 @@ class _Run:
             rows,
             weight,
         )
+
+    def _note_overflow(
+        self,
+        pred: str,
+        loss: np.ndarray[Any, Any],
+        prediction: np.ndarray[Any, Any],
+        actual: np.ndarray[Any, Any],
+        rows: np.ndarray[Any, Any],
+    ) -> None:
+        """Count rows whose loss is infinite though their inputs are finite: float64 overflowed."""
+        infinite = np.isinf(loss)
+        if not infinite.any():
+            return
+        overflowed = np.flatnonzero(infinite & np.isfinite(prediction) & np.isfinite(actual))
+        if overflowed.size:
+            seen = self.overflows.setdefault(pred, [0, int(rows[overflowed[0]])])
+            seen[0] += int(overflowed.size)
 
     def _note_bad(self, start: int, piece: _Piece, finite: np.ndarray[Any, Any], count: int) -> None:
         self.bad.count += count
@@ -531,7 +551,7 @@ def evaluate_sources(
     text = set(plan.labels)
     offsets = []
     try:
-        pieces = _pieces(sources, plan, text, options.chunk_rows, inputs, offsets)
+        pieces = _pieces(sources, plan, text, options.chunk_rows, inputs, offsets, run.notes)
         for piece in _aligned(pieces, options.chunk_rows):
             run.reduce(piece)
     except _RowError as exc:
@@ -552,6 +572,7 @@ def _pieces(
     chunk_rows: int,
     inputs: list[InputInfo],
     offsets: list[int],
+    notes: dict[str, str],
 ) -> Iterator[_Piece]:
     """Each source's batches as pieces, in order; records each input's row count and first row."""
     total = 0
@@ -560,6 +581,12 @@ def _pieces(
         rows = 0
         try:
             for batch in source.batches(plan.columns, text, chunk_rows):
+                for name in plan.numeric:
+                    if f"int:{name}" not in notes and beyond_exact_integers(batch.column(name)):
+                        notes[f"int:{name}"] = (
+                            f"{source.label}: column '{name}' holds integers beyond 2**53, which float64 (and so "
+                            "PyTorch's float64) rounds; the losses are of the rounded values"
+                        )
                 columns = {name: to_float64(batch.column(name)) for name in plan.numeric}
                 ids = [batch.column(plan.id)] if plan.id else []
                 groups = [batch.column(plan.group_by)] if plan.group_by else []
@@ -642,7 +669,20 @@ def _report(run: _Run, sources: Sequence[Source], offsets: list[int], inputs: tu
         if run.groups is not None
         else (),
         worst_rows=worst,
+        warnings=_warnings(run, sources, offsets),
     )
+
+
+def _warnings(run: _Run, sources: Sequence[Source], offsets: list[int]) -> tuple[str, ...]:
+    """What the values cannot show: float64 overflow, integers it rounded."""
+    notes = list(run.notes.values())
+    for pred, (count, first) in run.overflows.items():
+        label, row = _locate(sources, offsets, first)
+        notes.append(
+            f"{label}: {pred}: the loss overflows float64 to inf in {count} row{'s' if count > 1 else ''} "
+            f"(first: row {row}) though pred and target are finite; the value is inf"
+        )
+    return tuple(notes)
 
 
 def _with_uncertainty(results: tuple[Result, ...], boot: BootstrapStats, options: Options) -> tuple[Result, ...]:

@@ -67,13 +67,22 @@ def to_float64(array: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     if array.type != pa.float64():
-        array = pc.cast(array, pa.float64())
+        array = pc.cast(array, pa.float64(), safe=False)  # integers beyond 2**53 round (and are reported)
     if array.null_count:
         array = pc.fill_null(array, np.nan)
     data = array.buffers()[1]
     if data is None:
         return np.zeros(len(array))
     return np.frombuffer(data, dtype=np.float64, count=len(array), offset=array.offset * 8)
+
+
+def beyond_exact_integers(array: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether an integer column holds a value that float64 cannot represent exactly (|v| > 2**53)."""
+    if not pa.types.is_integer(array.type) or array.type.bit_width < 54 or len(array) == 0:
+        return False
+    extremes = pc.min_max(array)
+    low, high = extremes["min"].as_py(), extremes["max"].as_py()
+    return low is not None and max(abs(low), abs(high)) > 2**53
 
 
 def to_int64(array: pa.Array) -> np.ndarray[Any, Any]:

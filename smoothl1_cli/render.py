@@ -118,7 +118,9 @@ def _verdict(verdict: str) -> str:
 
 def render_markdown(report: Report, out: TextIO) -> None:
     """GitHub-flavoured markdown for a PR comment or the job summary: the gate's verdict first."""
-    lines = _md_gate(report.gate)
+    lines = _md_gate(report.gate) + [f"> ⚠️ {_md(warning)}" for warning in report.warnings]
+    if report.warnings:
+        lines.append("")
     if report.comparison is not None:
         lines += [f"Against the baseline (allowed increase {report.comparison.tolerance}):", ""]
         lines += _md_changes(report.comparison.changes) + [""]
@@ -158,6 +160,7 @@ def _write_capped(lines: list[str], out: TextIO) -> None:
 def render_table(report: Report, out: TextIO) -> None:
     """Rich tables for a terminal: the gate, results, the loss distribution and the worst rows."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(file=out, highlight=False)
@@ -185,6 +188,8 @@ def render_table(report: Report, out: TextIO) -> None:
         console.print(_groups_table(report))
     if report.comparison is not None:
         console.print(_changes_table(report.comparison))
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
     _print_gate(console, report.gate)
 
 

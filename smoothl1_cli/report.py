@@ -132,6 +132,7 @@ class Report:
     worst_rows: tuple[WorstRow, ...] = ()
     gate: Gate = field(default_factory=Gate)
     comparison: Comparison | None = None  # against --baseline
+    warnings: tuple[str, ...] = ()  # what the values cannot show (float64 overflow, rounded integers)
     version: str = __version__
 
     @property
@@ -186,6 +187,8 @@ class Report:
             out["group_by"] = self.group_by
             out["groups"] = [g.to_dict() for g in self.groups]
         out["worst_rows"] = [w.to_dict(self.id_column is not None) for w in self.worst_rows]
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
         if self.comparison is not None:
             out["baseline"] = {k: v for k, v in self.comparison.to_dict().items() if k not in ("schema_version", "gate")}
         out["gate"] = self.gate.to_dict()
