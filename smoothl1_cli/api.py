@@ -75,7 +75,9 @@ def _scalar(value: Any, xp: Any) -> Any:
     return float(value) if xp.__name__ == "numpy" else value  # a CuPy scalar stays on the GPU
 
 
-def evaluate(source: Any, target: str | Sequence[str], pred: str | Sequence[str] | None = None, **options: Any) -> Report:
+def evaluate(
+    source: Any, target: str | Sequence[str], pred: str | Sequence[str] | None = None, **options: Any
+) -> Report:
     """Evaluate a path (or list of paths), a pandas DataFrame or a pyarrow Table; returns the Report.
 
     Options are the command's, in Python spelling: beta, delta, sigma, loss, reduction, weight,
@@ -148,7 +150,9 @@ def _check_same_columns(first: Any, other: Any) -> None:
             )
             if part
         )
-        raise InputError(f"{other.label}: its columns differ from those of {first.label} ({how}); inputs are read as one table")
+        raise InputError(
+            f"{other.label}: its columns differ from those of {first.label} ({how}); inputs are read as one table"
+        )
 
 
 def run(

@@ -32,7 +32,8 @@ def _splitmix64(z: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     z = z + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+    mixed: np.ndarray[Any, Any] = z ^ (z >> np.uint64(31))
+    return mixed
 
 
 def poisson_weights(seed: int, rows: np.ndarray[Any, Any], replicates: int) -> Floats:
@@ -76,10 +77,12 @@ class BootstrapStats:
 
     def replicate_values(self, index: int, reduction: str) -> Floats:
         """The result's value in every replicate."""
+        values: Floats = self.sums[index]
         if reduction == "sum":
-            return self.sums[index]
+            return values
         with np.errstate(invalid="ignore", divide="ignore"):
-            return self.sums[index] / self.weights
+            means: Floats = values / self.weights
+        return means
 
 
 def interval(values: Floats, level: float) -> tuple[float, float]:

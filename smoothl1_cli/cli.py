@@ -87,7 +87,9 @@ def _sigterm(signum: int, frame: Any) -> NoReturn:
 
 @cli.command("eval")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("-t", "--target", "target", multiple=True, required=True, help="Target column(s); repeat or comma-separate.")
+@click.option(
+    "-t", "--target", "target", multiple=True, required=True, help="Target column(s); repeat or comma-separate."
+)
 @click.option("-p", "--pred", "pred", multiple=True, help="Prediction column(s); default: detected by name.")
 @click.option("--loss", type=click.Choice(["smooth_l1", "huber"]), default="smooth_l1", show_default=True)
 @click.option("--beta", type=float, help="Smooth L1's beta (>= 0; 0 is L1).  [default: 1]")
@@ -100,7 +102,9 @@ def _sigterm(signum: int, frame: Any) -> NoReturn:
     show_default=True,
     help="How `overall` is formed for several targets.",
 )
-@click.option("--input-format", type=click.Choice(["csv", "tsv", "parquet", "ipc", "jsonl"]), help="Override detection.")
+@click.option(
+    "--input-format", type=click.Choice(["csv", "tsv", "parquet", "ipc", "jsonl"]), help="Override detection."
+)
 @click.option("--reduction", type=click.Choice(["mean", "sum", "none"]), default="mean", show_default=True)
 @click.option("-w", "--weight", help="Sample-weight column: value = sum(w*l) / sum(w).")
 @click.option("--nan-policy", type=click.Choice(["error", "omit", "propagate"]), default="error", show_default=True)
@@ -125,7 +129,7 @@ def _sigterm(signum: int, frame: Any) -> NoReturn:
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr.  [default: on a terminal]")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
 @click.pass_context
-def eval_command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, output: str | None, quiet: bool,
+def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, output: str | None, quiet: bool,
                  fail_above: float | None, baseline: str | None, max_increase: str | None, per_row: str | None,
                  labels: str | None, on: str | None,
                  progress: bool | None, debug: bool, id_column: str | None, **options: Any) -> None:  # fmt: skip
@@ -146,7 +150,9 @@ def eval_command(ctx: click.Context, inputs: tuple[str, ...], fmt: str, output: 
     settings = Options(id=id_column, **options)
     if settings.reduction == "none":
         if per_row not in (None, "-"):
-            raise InputError("--reduction none streams per-row losses to stdout; drop --per-row, or use --reduction mean")
+            raise InputError(
+                "--reduction none streams per-row losses to stdout; drop --per-row, or use --reduction mean"
+            )
         per_row = "-"
     sources = open_all(list(inputs), settings.input_format)
     with _progress_bar(sources, progress):

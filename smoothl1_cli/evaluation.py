@@ -190,7 +190,9 @@ def plan_columns(source: Source, options: Options) -> Plan:
 def _find_column(source: Source, name: str, role: str) -> str:
     if name in source.columns:
         return name
-    shown = ", ".join(source.columns[:20]) + (f", ... ({len(source.columns)} in all)" if len(source.columns) > 20 else "")
+    shown = ", ".join(source.columns[:20]) + (
+        f", ... ({len(source.columns)} in all)" if len(source.columns) > 20 else ""
+    )
     message = f"{source.label}: {role} column '{name}' not found (columns: {shown})"
     folded = {column.lower(): column for column in source.columns}
     close = difflib.get_close_matches(name.lower(), list(folded), n=1, cutoff=0.6)
@@ -365,7 +367,9 @@ class _Run:
                 self.boot = self.boot.update(rows, losses, weight)
         if self.sink is not None:
             omitted = None if keep is None else ~keep
-            self.sink.write(np.arange(start, start + n, dtype=np.int64), _concat_ids(piece.ids), _spread(losses, keep, n), omitted)
+            self.sink.write(
+                np.arange(start, start + n, dtype=np.int64), _concat_ids(piece.ids), _spread(losses, keep, n), omitted
+            )
 
     def _row_sum_chunk(
         self,
@@ -484,7 +488,9 @@ class _RowError(Exception):
         self.row, self.column, self.value, self.problem = row, column, value, problem
 
 
-def _ids_getter(ids: list[pa.Array], keep: np.ndarray[Any, Any] | None) -> Callable[[np.ndarray[Any, Any]], list[Any]] | None:
+def _ids_getter(
+    ids: list[pa.Array], keep: np.ndarray[Any, Any] | None
+) -> Callable[[np.ndarray[Any, Any]], list[Any]] | None:
     if not ids:
         return None
 
@@ -515,7 +521,9 @@ def _json_id(value: Any) -> Any:
     return value if value is None or isinstance(value, str | int | float | bool) else str(value)
 
 
-def _spread(losses: list[np.ndarray[Any, Any]], keep: np.ndarray[Any, Any] | None, n: int) -> list[np.ndarray[Any, Any]]:
+def _spread(
+    losses: list[np.ndarray[Any, Any]], keep: np.ndarray[Any, Any] | None, n: int
+) -> list[np.ndarray[Any, Any]]:
     """Losses at their rows again (an omitted row's slot is masked when written)."""
     if keep is None:
         return losses
@@ -547,9 +555,9 @@ def evaluate_sources(
         _Groups(k) if plan.group_by else None,
         BootstrapStats.empty(k, options.bootstrap, options.seed) if options.ci is not None else None,
     )
-    inputs = []
+    inputs: list[InputInfo] = []
     text = set(plan.labels)
-    offsets = []
+    offsets: list[int] = []
     try:
         pieces = _pieces(sources, plan, text, options.chunk_rows, inputs, offsets, run.notes)
         for piece in _aligned(pieces, options.chunk_rows):
@@ -710,7 +718,9 @@ def _with_uncertainty(results: tuple[Result, ...], boot: BootstrapStats, options
     return tuple(out)
 
 
-def _result(pred: str, target: str, stats: LossStats, omitted: int, options: Options, sources: Sequence[Source]) -> Result:
+def _result(
+    pred: str, target: str, stats: LossStats, omitted: int, options: Options, sources: Sequence[Source]
+) -> Result:
     summary = stats.summarize()
     if summary.weight == 0:
         raise InputError(f"{_labels(sources)}: the weights in '{options.weight}' add up to 0; nothing to average")

@@ -43,7 +43,9 @@ class Tolerance:
         try:
             amount = float(stripped.removesuffix("%"))
         except ValueError:
-            raise InputError(f"--max-increase takes a number or a percentage such as 0.01 or 2%, not {text!r}") from None
+            raise InputError(
+                f"--max-increase takes a number or a percentage such as 0.01 or 2%, not {text!r}"
+            ) from None
         if not (amount >= 0 and math.isfinite(amount)):
             raise InputError(f"--max-increase must be a finite amount of 0 or more, not {text!r}")
         return Tolerance(amount / 100 if relative else amount, relative)
@@ -147,8 +149,10 @@ def load_report(path: str) -> dict[str, Any]:
         raise InputError(f"{path}: not a smoothl1 JSON report (no signature or results); make one with -o FILE")
     for result in results + overall:
         value = result.get("value") if isinstance(result, dict) else None
-        if not (isinstance(result, dict) and isinstance(result.get("pred"), str)) or isinstance(value, bool) or not (
-            value is None or isinstance(value, int | float)
+        if (
+            not (isinstance(result, dict) and isinstance(result.get("pred"), str))
+            or isinstance(value, bool)
+            or not (value is None or isinstance(value, int | float))
         ):
             raise InputError(f"{path}: a result without a 'pred' name and a numeric 'value': {str(result)[:80]}")
     return report

@@ -61,7 +61,9 @@ def with_labels(sources: Sequence[Source], labels: Source, targets: Sequence[str
     """The prediction sources with their target columns taken from `labels`."""
     for name in [*targets, *([on] if on else [])]:
         if name not in labels.columns:
-            raise InputError(f"{labels.label}: column '{name}' not found in the labels file (columns: {', '.join(labels.columns)})")
+            raise InputError(
+                f"{labels.label}: column '{name}' not found in the labels file (columns: {', '.join(labels.columns)})"
+            )
     if on is not None:
         for source in sources:
             if on not in source.columns:
@@ -69,7 +71,9 @@ def with_labels(sources: Sequence[Source], labels: Source, targets: Sequence[str
         table = _load_keyed(labels, list(targets), on)
         return [_joined(source, labels, table, list(targets), on) for source in sources]
     lockstep = _Lockstep(labels, list(targets), 65_536)
-    return [_zipped(source, labels, lockstep, list(targets), last=i == len(sources) - 1) for i, source in enumerate(sources)]
+    return [
+        _zipped(source, labels, lockstep, list(targets), last=i == len(sources) - 1) for i, source in enumerate(sources)
+    ]
 
 
 def _load_keyed(labels: Source, targets: list[str], on: str) -> pa.Table:

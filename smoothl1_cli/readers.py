@@ -339,7 +339,8 @@ class _TextReader:
             if cut <= 0:
                 if len(data) > MAX_RECORD_BYTES:
                     raise InputError(
-                        f"{self.label}: line {self.lines_before + 1} is longer than {MAX_RECORD_BYTES >> 20} MiB without a line break"
+                        f"{self.label}: line {self.lines_before + 1} is longer than {MAX_RECORD_BYTES >> 20} MiB "
+                        "without a line break"
                         + (" outside quotes (an unclosed quote?)" if self.quoted and b'"' in data else "")
                         + "; is this really delimited text?"
                     )
@@ -389,7 +390,9 @@ def _split_header(stream: _Prefixed, label: str) -> tuple[str, int]:
             break
         head += more
         if len(head) > MAX_RECORD_BYTES:
-            raise InputError(f"{label}: the first line is longer than {MAX_RECORD_BYTES >> 20} MiB; is this delimited text?")
+            raise InputError(
+                f"{label}: the first line is longer than {MAX_RECORD_BYTES >> 20} MiB; is this delimited text?"
+            )
     end = min((i for i in (head.find(b"\n"), head.find(b"\r")) if i >= 0), default=len(head))
     skip = 2 if head[end : end + 2] == b"\r\n" else 1
     line, rest = head[:end], head[end + skip :]
@@ -398,7 +401,9 @@ def _split_header(stream: _Prefixed, label: str) -> tuple[str, int]:
     if not line.strip():
         raise InputError(f"{label}: the first line is empty; expected a header with column names")
     if b"\x00" in line:
-        raise InputError(f"{label}: binary data where a header line was expected; pass --input-format if this is not text")
+        raise InputError(
+            f"{label}: binary data where a header line was expected; pass --input-format if this is not text"
+        )
     try:
         return line.decode("utf-8"), 1
     except UnicodeDecodeError:
@@ -596,7 +601,9 @@ def _kind(value: Any) -> str:
         return "a boolean"
     if isinstance(value, int | float):
         return "a number"
-    return {str: "a string", dict: "an object", list: "an array"}.get(type(value), "a value")
+    if isinstance(value, str):
+        return "a string"
+    return "an object" if isinstance(value, dict) else "an array" if isinstance(value, list) else "a value"
 
 
 def _locate_json_error(block: bytes, numeric: list[str], reader: _TextReader, exc: pa.ArrowInvalid) -> str:

@@ -19,7 +19,22 @@ GROUP_COLUMNS = ("count", "value", "mean", "std", "min", "max", "linear_fraction
 TABLE_GROUP_COLUMNS = ("count", "value", "std", "max", "mae", "rmse")  # what fits a terminal
 TABLE_GROUPS = 50  # the terminal shows this many group rows; JSON, CSV and markdown carry them all
 STAT_COLUMNS = ("count", "value", "mean", "std", "min", "p50", "p90", "p99", "max", "linear_fraction", "mae", "rmse")
-CSV_COLUMNS = ("count", "value", "mean", "sum", "std", "min", "p50", "p90", "p95", "p99", "max", "linear_fraction", "mae", "rmse")
+CSV_COLUMNS = (
+    "count",
+    "value",
+    "mean",
+    "sum",
+    "std",
+    "min",
+    "p50",
+    "p90",
+    "p95",
+    "p99",
+    "max",
+    "linear_fraction",
+    "mae",
+    "rmse",
+)
 MARKDOWN_LIMIT = 512 * 1024  # GitHub's job summary takes 1 MiB; stay well under it
 BAR_WIDTH = 30
 
@@ -78,7 +93,9 @@ def render_csv(report: Report, out: TextIO) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["group", "pred", "target", "omitted", *CSV_COLUMNS])
     for result in report.all_results:
-        writer.writerow(["", result.pred, result.target, result.omitted, *(_full(_stat(result, n)) for n in CSV_COLUMNS)])
+        writer.writerow(
+            ["", result.pred, result.target, result.omitted, *(_full(_stat(result, n)) for n in CSV_COLUMNS)]
+        )
     for group in report.groups:
         r = group.result
         writer.writerow([short(group.group), r.pred, r.target, "", *(_full(_stat(r, n)) for n in CSV_COLUMNS)])
@@ -141,7 +158,12 @@ def render_markdown(report: Report, out: TextIO) -> None:
         lines += ["", "Worst rows:", "", *_md_table(header, worst, numeric_from=len(header) - 3)]
     if report.groups:
         rows = [[g.group, g.result.pred, *(_stat(g.result, n) for n in GROUP_COLUMNS)] for g in report.groups]
-        lines += ["", f"By {_md(report.group_by)}:", "", *_md_table([report.group_by or "group", "pred", *GROUP_COLUMNS], rows, 2)]
+        lines += [
+            "",
+            f"By {_md(report.group_by)}:",
+            "",
+            *_md_table([report.group_by or "group", "pred", *GROUP_COLUMNS], rows, 2),
+        ]
     _write_capped(lines, out)
 
 
@@ -197,12 +219,18 @@ def _groups_table(report: Report) -> Any:
     from rich.table import Table
 
     shown = report.groups[:TABLE_GROUPS]
-    caption = f"{len(shown)} of {len(report.groups)} rows shown; -f json or -f csv for all" if len(shown) < len(report.groups) else None
+    caption = (
+        f"{len(shown)} of {len(report.groups)} rows shown; -f json or -f csv for all"
+        if len(shown) < len(report.groups)
+        else None
+    )
     table = Table(title=f"by {report.group_by}", caption=caption)
     for name in (report.group_by or "group", "pred", *TABLE_GROUP_COLUMNS):
         table.add_column(name, justify="right" if name in TABLE_GROUP_COLUMNS else "left")
     for group in shown:
-        table.add_row(short(group.group), group.result.pred, *(short(_stat(group.result, n)) for n in TABLE_GROUP_COLUMNS))
+        table.add_row(
+            short(group.group), group.result.pred, *(short(_stat(group.result, n)) for n in TABLE_GROUP_COLUMNS)
+        )
     return table
 
 
@@ -238,7 +266,9 @@ def _histogram(result: Result) -> Any:
     peak = max((weight for _, _, weight in bins), default=0.0) or 1.0
     for low, high, weight in bins:
         label = short(low) if low == high else f"{short(low)} – {short(high)}"
-        table.add_row(label, "[cyan]" + "█" * round(BAR_WIDTH * weight / peak) + "[/]", short(weight).removesuffix(".0"))
+        table.add_row(
+            label, "[cyan]" + "█" * round(BAR_WIDTH * weight / peak) + "[/]", short(weight).removesuffix(".0")
+        )
     return table
 
 

@@ -190,7 +190,9 @@ class Report:
         if self.warnings:
             out["warnings"] = list(self.warnings)
         if self.comparison is not None:
-            out["baseline"] = {k: v for k, v in self.comparison.to_dict().items() if k not in ("schema_version", "gate")}
+            out["baseline"] = {
+                k: v for k, v in self.comparison.to_dict().items() if k not in ("schema_version", "gate")
+            }
         out["gate"] = self.gate.to_dict()
         return strict_json_value(out)  # type: ignore[no-any-return]
 

@@ -48,7 +48,9 @@ class QuantileSketch:
         """Add a chunk of values (>= 0, inf or NaN), each counted with its weight (default 1)."""
         nan = np.isnan(values)
         has_nan = bool(nan.any())
-        nan_weight = 0.0 if not has_nan else float(np.count_nonzero(nan)) if weights is None else float(weights[nan].sum())
+        nan_weight = (
+            0.0 if not has_nan else float(np.count_nonzero(nan)) if weights is None else float(weights[nan].sum())
+        )
         part = (values[~nan], None if weights is None else weights[~nan]) if has_nan else (values, weights)
         chunk = QuantileSketch(self.limit, (part,), nan=nan_weight)
         return self.merge(chunk if self.parts is not None else chunk._bucketed())  # bucketed already: no copies

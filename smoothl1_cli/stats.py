@@ -15,7 +15,7 @@ import numpy as np
 
 from smoothl1_cli.sketch import QuantileSketch
 
-FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+FloatArray = np.ndarray[Any, Any]
 QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 _NO_FLOATS: FloatArray = np.zeros(0)
 _NO_ROWS = np.zeros(0, dtype=np.int64)
