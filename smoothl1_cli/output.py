@@ -14,7 +14,6 @@ from typing import IO, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from smoothl1_cli.errors import InputError
 
@@ -82,7 +81,7 @@ class ParquetRowSink:
     def __init__(self, out: IO[bytes], id_column: str | None, preds: list[str]) -> None:
         self._out = out
         self._names = ["row"] + ([id_column] if id_column else []) + _loss_names(preds)
-        self._writer: pq.ParquetWriter | None = None
+        self._writer: Any = None  # a pyarrow.parquet.ParquetWriter once the first batch is in
 
     def write(
         self,
@@ -93,6 +92,8 @@ class ParquetRowSink:
     ) -> None:
         batch = _row_batch(self._names, rows, ids, losses, omitted)
         if self._writer is None:  # the id column's type is known only now
+            import pyarrow.parquet as pq
+
             self._writer = pq.ParquetWriter(self._out, batch.schema)
         self._writer.write_batch(batch)
 

@@ -22,11 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.ipc as ipc
-import pyarrow.json as pajson
-import pyarrow.parquet as pq
 
 from smoothl1_cli.errors import InputError
 
@@ -62,36 +58,67 @@ def is_numeric(type_: pa.DataType) -> bool:
     return any(check(type_) for check in _NUMERIC)
 
 
+_NUMPY_TYPES: dict[pa.DataType, np.dtype[Any]] = {
+    pa.float64(): np.dtype(np.float64),
+    pa.float32(): np.dtype(np.float32),
+    **{
+        getattr(pa, f"{sign}int{bits}")(): np.dtype(f"{sign}int{bits}")
+        for sign in ("", "u")
+        for bits in (8, 16, 32, 64)
+    },
+}
+
+
+def _values(array: pa.Array) -> np.ndarray[Any, Any]:
+    """The array's values as NumPy sees them in Arrow's buffer (nulls hold anything); no copy."""
+    dtype = _NUMPY_TYPES[array.type]
+    data = array.buffers()[1]
+    if data is None or len(array) == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.frombuffer(data, dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
+
+
+def _null_mask(array: pa.Array) -> np.ndarray[Any, Any]:
+    """True where the array holds a null, from its validity bitmap."""
+    bits = np.unpackbits(np.frombuffer(array.buffers()[0], dtype=np.uint8), bitorder="little")
+    mask: np.ndarray[Any, Any] = bits[array.offset : array.offset + len(array)] == 0
+    return mask
+
+
 def to_float64(array: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
-    """A float64 NumPy copy of a numeric Arrow array, nulls as NaN (never imports pandas)."""
+    """A float64 NumPy view or copy of a numeric Arrow array, nulls as NaN.
+
+    Plain floats and integers go straight from Arrow's buffers (no pyarrow.compute, which costs
+    start-up time, and no to_numpy(), which can import pandas); other numeric types are cast.
+    """
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
-    if array.type != pa.float64():
-        array = pc.cast(array, pa.float64(), safe=False)  # integers beyond 2**53 round (and are reported)
-    if array.null_count:
-        array = pc.fill_null(array, np.nan)
-    data = array.buffers()[1]
-    if data is None:
-        return np.zeros(len(array))
-    return np.frombuffer(data, dtype=np.float64, count=len(array), offset=array.offset * 8)
+    if array.type in _NUMPY_TYPES:
+        values = _values(array)
+        if array.type != pa.float64() or array.null_count:
+            values = values.astype(np.float64)  # integers beyond 2**53 round (and are reported)
+        if array.null_count:
+            values[_null_mask(array)] = np.nan
+        return values
+    import pyarrow.compute as pc
+
+    return to_float64(pc.cast(array, pa.float64(), safe=False))
 
 
 def beyond_exact_integers(array: pa.Array | pa.ChunkedArray) -> bool:
     """Whether an integer column holds a value that float64 cannot represent exactly (|v| > 2**53)."""
     if not pa.types.is_integer(array.type) or array.type.bit_width < 54 or len(array) == 0:
         return False
+    import pyarrow.compute as pc
+
     extremes = pc.min_max(array)
     low, high = extremes["min"].as_py(), extremes["max"].as_py()
     return low is not None and max(abs(low), abs(high)) > 2**53
 
 
 def to_int64(array: pa.Array) -> np.ndarray[Any, Any]:
-    """An int64 NumPy copy of an integer Arrow array without nulls."""
-    array = pc.cast(array, pa.int64())
-    data = array.buffers()[1]
-    if data is None:
-        return np.zeros(0, dtype=np.int64)
-    return np.frombuffer(data, dtype=np.int64, count=len(array), offset=array.offset * 8)
+    """An int64 NumPy array of an integer Arrow array without nulls."""
+    return _values(array).astype(np.int64, copy=False)
 
 
 @dataclass
@@ -261,6 +288,8 @@ def _sniff_format(head: bytes) -> str:
 
 def _open_random_access(label: str, file: pa.NativeFile, fmt: str, size: int | None) -> Source:
     if fmt == "parquet":
+        import pyarrow.parquet as pq
+
         parquet = pq.ParquetFile(file)
         schema = parquet.schema_arrow
 
@@ -286,6 +315,8 @@ def _open_random_access(label: str, file: pa.NativeFile, fmt: str, size: int | N
             label, fmt, schema.names, _numeric_of(schema), parquet_batches, size, _types_of(schema), close=file.close
         )
         return source
+    import pyarrow.ipc as ipc
+
     try:
         reader: Any = ipc.open_file(file)
         batch_iter: Callable[[], Iterator[pa.RecordBatch]] = lambda: (  # noqa: E731
@@ -519,6 +550,8 @@ def _locate_csv_error(
 
 def _first_unparsable(column: pa.ChunkedArray) -> int | None:
     """The index of the first value that Arrow cannot read as float64, by bisection over prefixes."""
+    import pyarrow.compute as pc
+
     values = column.combine_chunks()
 
     def parses(length: int) -> bool:
@@ -562,6 +595,8 @@ def _locate_ragged_row(block: bytes, names: list[str], parse: pacsv.ParseOptions
 
 
 def _open_jsonl(label: str, stream: _Prefixed, size: int | None) -> Source:
+    import pyarrow.json as pajson
+
     reader = _TextReader(label, stream, quoted=False)
     head = stream.peek(SNIFF_BYTES)
     if not head.strip():
