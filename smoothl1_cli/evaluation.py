@@ -354,7 +354,7 @@ class _Run:
                 if bad_rows and self.options.nan_policy == "propagate":
                     linear = np.where(np.isnan(abs_diff), np.nan, linear)  # NaN rows make the share NaN too
                 chunk = Chunk(
-                    loss, abs_diff, np.square(diff), linear, rows, weight,
+                    loss, abs_diff, None, linear, rows, weight,
                     columns[pred], columns[target], ids_of,
                 )  # fmt: skip
                 self.stats[index] = self.stats[index].update(chunk)
@@ -560,8 +560,9 @@ def evaluate_sources(
     offsets: list[int] = []
     try:
         pieces = _pieces(sources, plan, text, options.chunk_rows, inputs, offsets, run.notes)
-        for piece in _aligned(pieces, options.chunk_rows):
-            run.reduce(piece)
+        with np.errstate(all="ignore"):  # inf and NaN are handled (and reported) explicitly, not warned about
+            for piece in _aligned(pieces, options.chunk_rows):
+                run.reduce(piece)
     except _RowError as exc:
         label, row = _locate(sources, offsets, exc.row)
         raise InputError(f"{label}: row {row}, column '{exc.column}': {format_value(exc.value)} {exc.problem}") from exc
@@ -677,13 +678,18 @@ def _report(run: _Run, sources: Sequence[Source], offsets: list[int], inputs: tu
         if run.groups is not None
         else (),
         worst_rows=worst,
-        warnings=_warnings(run, sources, offsets),
+        warnings=_warnings(run, sources, offsets, results + ((overall,) if overall else ())),
     )
 
 
-def _warnings(run: _Run, sources: Sequence[Source], offsets: list[int]) -> tuple[str, ...]:
+def _warnings(
+    run: _Run, sources: Sequence[Source], offsets: list[int], results: Sequence[Result]
+) -> tuple[str, ...]:
     """What the values cannot show: float64 overflow, integers it rounded."""
     notes = list(run.notes.values())
+    for result in results:
+        if math.isinf(result.summary.sum) and math.isfinite(result.summary.max):
+            notes.append(f"{result.pred}: the sum of the losses exceeds float64's range, so `sum` is inf")
     for pred, (count, first) in run.overflows.items():
         label, row = _locate(sources, offsets, first)
         notes.append(

@@ -162,7 +162,7 @@ def _exact_quantile(values: Floats, weights: Floats | None, q: float) -> float:
         return math.nan
     order = np.argsort(values, kind="stable")
     values, ends = values[order], np.cumsum(weights[order])  # row i covers ranks [ends[i] - w_i, ends[i] - 1]
-    rank = q * (ends[-1] - 1)
+    rank = max(q * (ends[-1] - 1), 0.0)  # weights adding up to less than one row: the smallest value
     i = min(int(np.searchsorted(ends - 1, rank, side="left")), values.size - 1)
     if i == 0 or rank >= ends[i] - weights[order][i]:
         return float(values[i])

@@ -30,38 +30,117 @@ def _two_sum(a: float, b: float) -> tuple[float, float]:
     return s, (a - (s - b_part)) + (b - b_part)
 
 
+def _ldexp(x: float, exponent: int) -> float:
+    """x * 2**exponent: exact unless it leaves float64's range (inf beyond it, 0 below)."""
+    if exponent == 0 or not math.isfinite(x):
+        return x
+    try:
+        return math.ldexp(x, exponent)
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
+def _exponent(values: FloatArray | None) -> int:
+    """The power of two that brings the largest |value| into [0.5, 1)."""
+    if values is None or values.size == 0:
+        return 0
+    return math.frexp(float(np.max(np.abs(values))))[1]
+
+
+def _terms(values: FloatArray, weights: FloatArray | None, square: bool) -> FloatArray:
+    terms = np.square(values) if square else values
+    return terms if weights is None else terms * weights
+
+
+def _finite(*arrays: FloatArray | None) -> bool:
+    return all(a is None or bool(np.isfinite(a).all()) for a in arrays)
+
+
 @dataclass(frozen=True, slots=True)
 class ExactSum:
-    """A compensated sum: long sums of chunk totals stay within 1e-12 of math.fsum."""
+    """A compensated sum, times 2**exponent.
+
+    Long sums of chunk totals stay within 1e-12 of math.fsum; a sum of finite terms that would
+    overflow float64 is kept scaled down by a power of two (exactly), so that a mean of huge
+    losses is still right, and only a value that is itself beyond float64 becomes inf.
+    """
 
     total: float = 0.0
-    error: float = 0.0
+    error: float = 0.0  # rounding lost from `total`
+    exponent: int = 0
+
+    @staticmethod
+    def of(values: FloatArray, weights: FloatArray | None = None, square: bool = False) -> ExactSum:
+        """sum(w * v) (or sum(w * v**2)), scaled where the plain float64 sum would overflow."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            plain = float(_terms(values, weights, square).sum())
+        if math.isfinite(plain) or not _finite(values, weights):
+            return ExactSum(plain)  # the common case; or inf and NaN that come from the data
+        value_exponent, weight_exponent = _exponent(values), _exponent(weights)
+        scaled_weights = None if weights is None else np.ldexp(weights, -weight_exponent)
+        scaled = float(_terms(np.ldexp(values, -value_exponent), scaled_weights, square).sum())
+        return ExactSum(scaled, 0.0, (2 if square else 1) * value_exponent + weight_exponent)
 
     def add(self, value: float) -> ExactSum:
-        total, error = _two_sum(self.total, value)
-        return ExactSum(total, self.error + error)
+        return self.merge(ExactSum(value))
 
     def merge(self, other: ExactSum) -> ExactSum:
-        total, error = _two_sum(self.total, other.total)
-        return ExactSum(total, self.error + other.error + error)
+        a, b = self._at(max(self.exponent, other.exponent)), other._at(max(self.exponent, other.exponent))
+        total, error = _two_sum(a.total, b.total)
+        return ExactSum(total, a.error + b.error + error, a.exponent)
+
+    def _at(self, exponent: int) -> ExactSum:
+        shift = self.exponent - exponent
+        return ExactSum(_ldexp(self.total, shift), _ldexp(self.error, shift), exponent)
+
+    @property
+    def scaled(self) -> float:
+        """The sum without its power of two."""
+        return self.total + self.error if math.isfinite(self.total) else self.total
 
     @property
     def value(self) -> float:
-        return self.total + self.error if math.isfinite(self.total) else self.total
+        return _ldexp(self.scaled, self.exponent)
+
+    def ratio(self, other: ExactSum) -> float:
+        """self / other, without overflowing on the way (a mean of huge losses stays finite)."""
+        if other.scaled == 0:
+            return math.nan
+        return _ldexp(self.scaled / other.scaled, self.exponent - other.exponent)
 
 
 @dataclass(frozen=True, slots=True)
 class Moments:
-    """Weight, mean and M2 of the losses, merged by Chan's formula (never a running mean)."""
+    """Weight, mean and M2 of the losses, merged by Chan's formula (never a running mean).
+
+    Like ExactSum, kept scaled by powers of two where the data would overflow them: the true
+    weight is weight * 2**weight_exponent, the mean mean * 2**exponent, and M2
+    m2 * 2**(2 * exponent + weight_exponent).
+    """
 
     weight: float = 0.0
     mean: float = 0.0
     m2: float = 0.0
+    exponent: int = 0
+    weight_exponent: int = 0
 
     @staticmethod
     def of(values: FloatArray, weights: FloatArray | None) -> Moments:
         if values.size == 0:
             return Moments()
+        with np.errstate(over="ignore", invalid="ignore"):
+            plain = Moments._plain(values, weights)
+        if math.isfinite(plain.weight) and math.isfinite(plain.mean) and math.isfinite(plain.m2):
+            return plain
+        if not _finite(values, weights):
+            return plain  # NaN or inf in the data: they propagate
+        exponent, weight_exponent = _exponent(values), _exponent(weights)
+        scaled_weights = None if weights is None else np.ldexp(weights, -weight_exponent)
+        scaled = Moments._plain(np.ldexp(values, -exponent), scaled_weights)
+        return Moments(scaled.weight, scaled.mean, scaled.m2, exponent, weight_exponent)
+
+    @staticmethod
+    def _plain(values: FloatArray, weights: FloatArray | None) -> Moments:
         if weights is None:
             mean = float(values.mean())
             return Moments(float(values.size), mean, float(np.square(values - mean).sum()))
@@ -71,21 +150,36 @@ class Moments:
         mean = float((weights * values).sum() / weight)
         return Moments(weight, mean, float((weights * np.square(values - mean)).sum()))
 
+    def _at(self, exponent: int, weight_exponent: int) -> Moments:
+        shift, weight_shift = self.exponent - exponent, self.weight_exponent - weight_exponent
+        return Moments(
+            _ldexp(self.weight, weight_shift),
+            _ldexp(self.mean, shift),
+            _ldexp(self.m2, 2 * shift + weight_shift),
+            exponent,
+            weight_exponent,
+        )
+
     def merge(self, other: Moments) -> Moments:
         if other.weight == 0:
             return self
         if self.weight == 0:
             return other
-        weight = self.weight + other.weight
-        delta = other.mean - self.mean
-        mean = self.mean + delta * (other.weight / weight)
-        m2 = self.m2 + other.m2 + delta * delta * (self.weight * other.weight / weight)
-        return Moments(weight, mean, m2)
+        exponent = max(self.exponent, other.exponent)
+        weight_exponent = max(self.weight_exponent, other.weight_exponent)
+        a, b = self._at(exponent, weight_exponent), other._at(exponent, weight_exponent)
+        weight = a.weight + b.weight
+        delta = b.mean - a.mean
+        mean = a.mean + delta * (b.weight / weight)
+        m2 = a.m2 + b.m2 + delta * delta * (a.weight * b.weight / weight)
+        return Moments(weight, mean, m2, exponent, weight_exponent)
 
     @property
     def std(self) -> float:
         """Population standard deviation (ddof 0)."""
-        return math.sqrt(self.m2 / self.weight) if self.weight > 0 and self.m2 >= 0 else math.nan
+        if not (self.weight > 0 and self.m2 >= 0):
+            return math.nan
+        return _ldexp(math.sqrt(self.m2 / self.weight), self.exponent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +245,7 @@ class Chunk:
 
     loss: FloatArray
     abs_diff: FloatArray  # |d|; for a row-sum of k outputs, the sum of the k |d|
-    sq_diff: FloatArray  # d**2, likewise summed
+    sq_diff: FloatArray | None  # d**2 summed over the k outputs of a row-sum; None: abs_diff squared
     linear: FloatArray  # share of the row's elements with |d| >= beta (0 or 1 for one output)
     rows: np.ndarray[Any, Any]
     weight: FloatArray | None = None
@@ -208,11 +302,15 @@ class LossStats:
             return LossStats(
                 self.top_k,
                 self.count + int(loss.size),
-                self.loss.add(_weighted_sum(loss, w)),
-                self.weight.add(float(loss.size) if w is None else float(w.sum())),
-                self.abs_diff.add(_weighted_sum(chunk.abs_diff, w)),
-                self.sq_diff.add(_weighted_sum(chunk.sq_diff, w)),
-                self.linear.add(_weighted_sum(chunk.linear, w)),
+                self.loss.merge(ExactSum.of(loss, w)),
+                self.weight.add(float(loss.size)) if w is None else self.weight.merge(ExactSum.of(w)),
+                self.abs_diff.merge(ExactSum.of(chunk.abs_diff, w)),
+                self.sq_diff.merge(
+                    ExactSum.of(chunk.abs_diff, w, square=True)
+                    if chunk.sq_diff is None
+                    else ExactSum.of(chunk.sq_diff, w)
+                ),
+                self.linear.merge(ExactSum.of(chunk.linear, w)),
                 self.moments.merge(Moments.of(loss, w)),
                 _nan_or(min, self.min, lowest),
                 _nan_or(max, self.max, highest),
@@ -246,21 +344,19 @@ class LossStats:
 
     def summarize(self) -> Summary:
         """The reported statistics; the caller checks that there was a row and a weight."""
-        weight = self.weight.value
         with np.errstate(invalid="ignore", divide="ignore"):
-            total = self.loss.value
             return Summary(
                 count=self.count,
-                weight=weight,
-                mean=total / weight if weight else math.nan,
-                sum=total,
+                weight=self.weight.value,
+                mean=self.loss.ratio(self.weight),
+                sum=self.loss.value,
                 std=self.moments.std,
                 min=self.min if self.count else math.nan,
                 max=self.max if self.count else math.nan,
                 quantiles={name: self._quantile(q) for name, q in QUANTILES.items()},
-                linear_fraction=self.linear.value / weight if weight else math.nan,
-                mae=self.abs_diff.value / weight if weight else math.nan,
-                rmse=math.sqrt(self.sq_diff.value / weight) if weight and self.sq_diff.value >= 0 else math.nan,
+                linear_fraction=self.linear.ratio(self.weight),
+                mae=self.abs_diff.ratio(self.weight),
+                rmse=_sqrt_ratio(self.sq_diff, self.weight),
                 histogram=tuple(self.sketch.histogram()),
             )
 
@@ -270,8 +366,13 @@ class LossStats:
         return estimate if math.isnan(estimate) else min(max(estimate, self.min), self.max)
 
 
-def _weighted_sum(values: FloatArray, weight: FloatArray | None) -> float:
-    return float(values.sum()) if weight is None else float((values * weight).sum())
+def _sqrt_ratio(a: ExactSum, b: ExactSum) -> float:
+    """sqrt(a / b) taken before the powers of two are applied: an RMSE of 1e160 does not overflow."""
+    if b.scaled == 0 or not a.scaled >= 0:
+        return math.nan
+    shift = a.exponent - b.exponent
+    quotient = a.scaled / b.scaled * (2.0 if shift % 2 else 1.0)
+    return _ldexp(math.sqrt(quotient), (shift - shift % 2) // 2)
 
 
 def _nan_or(pick: Callable[[float, float], float], a: float, b: float) -> float:
@@ -364,7 +465,7 @@ class GroupStats:
             "weight": weight,
             "loss": loss,
             "abs_diff": per_group(chunk.abs_diff),
-            "sq_diff": per_group(chunk.sq_diff),
+            "sq_diff": per_group(np.square(chunk.abs_diff) if chunk.sq_diff is None else chunk.sq_diff),
             "linear": per_group(chunk.linear.astype(np.float64)),
         }
         zeros = np.zeros(groups)
