@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import math
+from fractions import Fraction
 import shutil
 import subprocess
 import sys
@@ -28,13 +29,35 @@ BINARY_FORMATS = ("parquet", "arrow", "feather")
 ALL_FORMATS = TEXT_FORMATS + BINARY_FORMATS
 
 
+SMALLEST_NORMAL = 2.2250738585072014e-308
+LARGEST = 1.7976931348623157e308
+
+
+def leaves_pytorchs_formula(d: float, beta: float) -> bool:
+    """README's one deliberate difference from PyTorch: beta outside [1, 1e150], |d| < beta, and
+    PyTorch's (0.5 * d) * d overflows or goes subnormal; there the kernel computes 0.5 * d * (d / beta)."""
+    if beta == 0 or 1.0 <= beta <= 1e150 or not 0 < d < beta:
+        return False
+    return not SMALLEST_NORMAL <= 0.5 * d * d <= LARGEST
+
+
+def exact_smooth_l1(d: float, beta: float) -> Fraction:
+    """The loss of |d| in exact rational arithmetic (beta > 0)."""
+    d, beta = abs(Fraction(d)), Fraction(beta)
+    return d * d / (2 * beta) if d < beta else d - beta / 2
+
+
 def reference_loss(pred: float, target: float, parameter: float = 1.0, loss: str = "smooth_l1") -> float:
-    """One row's loss from the textbook formula, in plain Python floats (independent of the kernel)."""
+    """One row's loss from the textbook formula, in plain Python floats (independent of the kernel):
+    PyTorch's expression, except where that loses the value (leaves_pytorchs_formula), where it is
+    the exact loss rounded once."""
     d = abs(pred - target)
     if loss == "huber":
         return 0.5 * d * d if d < parameter else parameter * (d - 0.5 * parameter)
     if parameter == 0:
         return d
+    if leaves_pytorchs_formula(d, parameter):
+        return float(exact_smooth_l1(d, parameter))
     return 0.5 * d * d / parameter if d < parameter else d - 0.5 * parameter
 
 
