@@ -682,9 +682,7 @@ def _report(run: _Run, sources: Sequence[Source], offsets: list[int], inputs: tu
     )
 
 
-def _warnings(
-    run: _Run, sources: Sequence[Source], offsets: list[int], results: Sequence[Result]
-) -> tuple[str, ...]:
+def _warnings(run: _Run, sources: Sequence[Source], offsets: list[int], results: Sequence[Result]) -> tuple[str, ...]:
     """What the values cannot show: float64 overflow, integers it rounded."""
     notes = list(run.notes.values())
     for result in results:

@@ -151,7 +151,10 @@ def open_source(spec: str | Path, input_format: str | None = None) -> Source:
     label = str(spec)
     try:
         if label == "-":
-            return _open_stream(label, _Prefixed(sys.stdin.buffer), input_format, size=None)
+            stdin = _Prefixed(sys.stdin.buffer)
+            codec = _compression(stdin.peek(4))
+            stream = _Prefixed(pa.CompressedInputStream(pa.PythonFile(stdin, mode="r"), codec)) if codec else stdin
+            return _open_stream(label, stream, input_format, None, count_lines=lambda size: None)
         path = Path(label)
         if path.is_dir():
             raise InputError(f"{label}: is a directory; pass the files in it")
@@ -163,9 +166,11 @@ def open_source(spec: str | Path, input_format: str | None = None) -> Source:
             head = probe.read(8)
         if input_format is None and _sniff_format(head) in ("parquet", "ipc"):
             fmt = _sniff_format(head)  # Parquet or Arrow bytes under a text name: the bytes win
-        if fmt in ("parquet", "ipc") and _compression(head) is None:
+        codec = _compression(head)
+        if fmt in ("parquet", "ipc") and codec is None:
             return _open_random_access(label, pa.OSFile(str(path)), fmt, size)
-        return _open_stream(label, _Prefixed(open(path, "rb")), fmt, size)
+        stream = _Prefixed(_file_stream(path, codec))
+        return _open_stream(label, stream, fmt, size, _newline_counter(lambda: _file_stream(path, codec)))
     except FileNotFoundError as exc:
         raise InputError(f"{label}: no such file") from exc
     except PermissionError as exc:
@@ -246,6 +251,8 @@ class _Prefixed(io.RawIOBase):
         return self._raw.read(n)
 
     def readinto(self, buffer: Any) -> int:
+        if not self._head and hasattr(self._raw, "readinto"):
+            return int(self._raw.readinto(buffer) or 0)  # straight into the caller's buffer
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
@@ -256,10 +263,17 @@ class _Prefixed(io.RawIOBase):
         super().close()
 
 
-def _open_stream(label: str, raw: _Prefixed, fmt: str | None, size: int | None) -> Source:
-    """Text, or anything arriving as a stream: undo compression, sniff the format if needed."""
-    codec = _compression(raw.peek(4))
-    stream: _Prefixed = _Prefixed(pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), codec)) if codec else raw
+def _file_stream(path: Path, codec: str | None) -> Any:
+    """A file's bytes, decompressed (in C++: no Python in between) where `codec` says so."""
+    if codec is None:
+        return open(path, "rb", buffering=0)  # unbuffered: readinto goes straight into our blocks
+    return pa.CompressedInputStream(pa.OSFile(str(path)), codec)
+
+
+def _open_stream(
+    label: str, stream: _Prefixed, fmt: str | None, size: int | None, count_lines: Callable[[int], int | None]
+) -> Source:
+    """Text, or anything arriving as a stream (already decompressed): sniff the format if needed."""
     try:
         head = stream.peek(8)
         if not head:
@@ -268,7 +282,10 @@ def _open_stream(label: str, raw: _Prefixed, fmt: str | None, size: int | None) 
         if fmt in ("parquet", "ipc"):  # both need to seek: buffer the (decompressed) bytes
             with stream:
                 return _open_random_access(label, pa.BufferReader(stream.read()), fmt, size)
-        source = _open_jsonl(label, stream, size) if fmt == "jsonl" else _open_delimited(label, stream, fmt, size)
+        if fmt == "jsonl":
+            source = _open_jsonl(label, _TextReader(label, stream, quoted=False, count_lines=count_lines), size)
+        else:
+            source = _open_delimited(label, stream, fmt, size, count_lines)
     except BaseException:
         stream.close()
         raise
@@ -345,75 +362,116 @@ def _types_of(schema: pa.Schema) -> dict[str, str]:
 
 @dataclass
 class _TextReader:
-    """Cuts a byte stream into record-aligned blocks; counts the rows and lines before each."""
+    """Cuts a byte stream into record-aligned blocks; knows the rows and bytes before each.
+
+    Line numbers are only needed for error messages, so they are counted then, by reading the
+    input again up to the block (`count_lines`; None where the input cannot be read twice).
+    """
 
     label: str
     stream: _Prefixed
     quoted: bool  # whether a quote can hide a newline (delimited text), or not (JSON Lines)
-    carry: bytes = b""
-    lines_before: int = 0  # lines consumed before the current block (header included)
+    bytes_before: int = 0  # of the (decompressed) stream, before the current block: header included
     rows_before: int = 0
+    count_lines: Callable[[int], int | None] = lambda size: None
     progress: list[_ProgressFn] = field(default_factory=list)
 
-    def blocks(self) -> Iterator[bytes]:
-        while True:
-            data = self.stream.read(BLOCK_BYTES)
-            for report in self.progress:
-                report(len(data))
-            if not data:
-                if self.carry.strip():
-                    yield self.carry
-                return
-            if self.carry:
-                data = self.carry + data
-            cut = _last_boundary(data, self.quoted)
-            if cut <= 0:
-                if len(data) > MAX_RECORD_BYTES:
-                    raise InputError(
-                        f"{self.label}: line {self.lines_before + 1} is longer than {MAX_RECORD_BYTES >> 20} MiB "
-                        "without a line break"
-                        + (" outside quotes (an unclosed quote?)" if self.quoted and b'"' in data else "")
-                        + "; is this really delimited text?"
-                    )
-                self.carry = data
-                continue
-            self.carry = data[cut:]
-            yield data if cut == len(data) else data[:cut]
+    @property
+    def lines_before(self) -> int | None:
+        return self.count_lines(self.bytes_before)
 
-    def parsed(self, parse: Callable[[bytes], pa.Table]) -> Iterator[pa.Table]:
-        """Each block parsed, with the row and line counts kept up to date for error messages."""
+    def where(self, row: int, line: int | None) -> str:
+        """'row R (line L)' for a block's row-th record ending on its line-th line; the line if known."""
+        before = None if line is None else self.lines_before
+        if before is None or line is None:
+            return f"row {self.rows_before + row}"
+        return f"row {self.rows_before + row} (line {before + line})"
+
+    def blocks(self) -> Iterator[memoryview]:
+        """Record-aligned blocks of about BLOCK_BYTES: one read into a fresh buffer, no other copy."""
+        carry = b""
+        while True:
+            buffer = bytearray(len(carry) + BLOCK_BYTES)
+            buffer[: len(carry)] = carry
+            view = memoryview(buffer)
+            got = _read_into(self.stream, view[len(carry) :])
+            for report in self.progress:
+                report(got)
+            end = len(carry) + got
+            if got == 0:
+                if carry.strip():
+                    yield memoryview(carry)
+                return
+            cut = _last_boundary(buffer, end, self.quoted)
+            if cut <= 0:
+                if end > MAX_RECORD_BYTES:
+                    raise InputError(self._too_long(buffer, end))
+                carry = bytes(view[:end])
+                continue
+            carry = bytes(view[cut:end])
+            yield view[:cut]
+
+    def _too_long(self, buffer: bytearray, end: int) -> str:
+        lines = self.lines_before
+        unclosed = self.quoted and buffer.find(b'"', 0, end) >= 0
+        return (
+            f"{self.label}: {'a line' if lines is None else f'line {lines + 1}'} is longer than "
+            f"{MAX_RECORD_BYTES >> 20} MiB without a line break"
+            + (" outside quotes (an unclosed quote?)" if unclosed else "")
+            + "; is this really delimited text?"
+        )
+
+    def parsed(self, parse: Callable[[memoryview], pa.Table]) -> Iterator[pa.Table]:
+        """Each block parsed, with the rows and bytes before it kept up to date for error messages."""
         for block in self.blocks():
             table = parse(block)
             yield table
             self.rows_before += table.num_rows
-            self.lines_before += _lines(block, table.num_rows, self.quoted)
+            self.bytes_before += len(block)
 
 
-def _lines(block: bytes, rows: int, quoted: bool) -> int:
-    """How many lines a block held: one per row, unless quotes, empty lines or lone CRs say to count."""
-    if (
-        (quoted and b'"' in block)
-        or b"\n\n" in block
-        or b"\n\r\n" in block
-        or (b"\r" in block and b"\r\n" not in block)
-    ):
-        return block.count(b"\n")
-    return rows
+def _read_into(stream: _Prefixed, view: memoryview) -> int:
+    """Fill `view` from the stream (several reads where a pipe delivers less); the bytes read."""
+    filled = 0
+    while filled < len(view):
+        got = stream.readinto(view[filled:])
+        if not got:
+            break
+        filled += got
+    return filled
 
 
-def _last_boundary(data: bytes, quoted: bool) -> int:
-    """Index just past the last newline that ends a record (not one inside a quoted field)."""
-    end = data.rfind(b"\n")
-    if not quoted or end < 0 or b'"' not in data:
-        return end + 1
-    buffer = np.frombuffer(data, dtype=np.uint8)
+def _newline_counter(open_again: Callable[[], IO[bytes]]) -> Callable[[int], int | None]:
+    """Counts the newlines in the first `size` bytes of an input that can be opened again."""
+
+    def count(size: int) -> int | None:
+        lines = 0
+        with open_again() as stream:
+            while size > 0:
+                data = stream.read(min(size, BLOCK_BYTES))
+                if not data:
+                    break
+                lines += data.count(b"\n")
+                size -= len(data)
+        return lines
+
+    return count
+
+
+def _last_boundary(data: bytes | bytearray, end: int, quoted: bool) -> int:
+    """Index just past the last newline in data[:end] that ends a record (not one inside quotes)."""
+    last = data.rfind(b"\n", 0, end)
+    if not quoted or last < 0 or data.find(b'"', 0, end) < 0:
+        return last + 1
+    buffer = np.frombuffer(data, dtype=np.uint8, count=end)
     open_quotes = np.cumsum(buffer == ord('"')) % 2  # "" escapes keep the parity right
     newlines = np.flatnonzero((buffer == ord("\n")) & (open_quotes == 0))
     return int(newlines[-1]) + 1 if newlines.size else 0
 
 
 def _split_header(stream: _Prefixed, label: str) -> tuple[str, int]:
-    """The header line of delimited text (BOM removed; ended by LF, CRLF or a lone CR), and its lines."""
+    """The header line of delimited text (BOM removed; ended by LF, CRLF or a lone CR), and the bytes
+    it took."""
     head = b""
     while b"\n" not in head and b"\r" not in head[:-1]:
         more = stream.read(65536)
@@ -436,18 +494,20 @@ def _split_header(stream: _Prefixed, label: str) -> tuple[str, int]:
             f"{label}: binary data where a header line was expected; pass --input-format if this is not text"
         )
     try:
-        return line.decode("utf-8"), 1
+        return line.decode("utf-8"), end + skip
     except UnicodeDecodeError:
-        return line.decode("latin-1"), 1
+        return line.decode("latin-1"), end + skip
 
 
-def _open_delimited(label: str, stream: _Prefixed, fmt: str | None, size: int | None) -> Source:
-    header, header_lines = _split_header(stream, label)
+def _open_delimited(
+    label: str, stream: _Prefixed, fmt: str | None, size: int | None, count_lines: Callable[[int], int | None]
+) -> Source:
+    header, header_bytes = _split_header(stream, label)
     delimiter = _sniff_delimiter(header, default="\t" if fmt == "tsv" else ",")
     names = next(csv.reader([header], delimiter=delimiter))
     names = [name.strip() for name in names]
     _check_names(label, names)
-    reader = _TextReader(label, stream, quoted=True, lines_before=header_lines)
+    reader = _TextReader(label, stream, quoted=True, bytes_before=header_bytes, count_lines=count_lines)
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     numeric = _infer_numeric(label, stream.peek(SNIFF_BYTES), names, parse)
 
@@ -479,7 +539,7 @@ def _check_names(label: str, names: list[str]) -> None:
 
 def _infer_numeric(label: str, block: bytes, names: list[str], parse: pacsv.ParseOptions) -> set[str]:
     """Numeric columns, by Arrow's type inference over the first block."""
-    sample = block[: _last_boundary(block[:SNIFF_BYTES], quoted=True) or len(block)]
+    sample = block[: _last_boundary(block, len(block), quoted=True) or len(block)]
     if not sample:
         return set()
     try:
@@ -495,7 +555,7 @@ def _infer_numeric(label: str, block: bytes, names: list[str], parse: pacsv.Pars
 
 def _parse_csv_block(
     label: str,
-    block: bytes,
+    block: memoryview,
     names: list[str],
     delimiter: str,
     types: dict[str, pa.DataType],
@@ -503,16 +563,22 @@ def _parse_csv_block(
 ) -> pa.Table:
     convert = pacsv.ConvertOptions(include_columns=list(types), column_types=types, strings_can_be_null=True)
     # Quoted newlines need Arrow's slower chunker; a block without a quote cannot have one.
-    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=b'"' in block)
+    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=_contains(block, b'"'))
     try:
         return pacsv.read_csv(
-            pa.BufferReader(block),
+            pa.BufferReader(pa.py_buffer(block)),
             read_options=pacsv.ReadOptions(column_names=names, use_threads=True, block_size=PARSE_BLOCK_BYTES),
             parse_options=parse,
             convert_options=convert,
         )
     except pa.ArrowInvalid as exc:
-        raise InputError(f"{label}: {_locate_csv_error(block, names, parse, types, reader, exc)}") from exc
+        raise InputError(f"{label}: {_locate_csv_error(bytes(block), names, parse, types, reader, exc)}") from exc
+
+
+def _contains(block: memoryview, needle: bytes) -> bool:
+    """`needle in block` for a view that starts at its buffer's beginning (as blocks do), without a copy."""
+    owner: Any = block.obj
+    return bool(owner.find(needle, 0, block.nbytes) >= 0)
 
 
 def _locate_csv_error(
@@ -582,26 +648,24 @@ def _where(block: bytes, parse: pacsv.ParseOptions, reader: _TextReader, row: in
     """'row R (line L)' for the block's row-th record."""
     for index, (_, line) in enumerate(_records(block, parse)):
         if index == row:
-            return f"row {reader.rows_before + row} (line {reader.lines_before + line})"
-    return f"row {reader.rows_before + row}"
+            return reader.where(row, line)
+    return reader.where(row, None)
 
 
 def _locate_ragged_row(block: bytes, names: list[str], parse: pacsv.ParseOptions, reader: _TextReader) -> str | None:
     for row, (record, line) in enumerate(_records(block, parse)):
         if len(record) != len(names):
-            where = f"row {reader.rows_before + row} (line {reader.lines_before + line})"
-            return f"{where}: expected {len(names)} fields, found {len(record)}"
+            return f"{reader.where(row, line)}: expected {len(names)} fields, found {len(record)}"
     return None
 
 
-def _open_jsonl(label: str, stream: _Prefixed, size: int | None) -> Source:
+def _open_jsonl(label: str, reader: _TextReader, size: int | None) -> Source:
     import pyarrow.json as pajson
 
-    reader = _TextReader(label, stream, quoted=False)
-    head = stream.peek(SNIFF_BYTES)
+    head = reader.stream.peek(SNIFF_BYTES)
     if not head.strip():
         raise InputError(f"{label}: the input is empty")
-    sample = head[: _last_boundary(head, quoted=False) or len(head)]
+    sample = head[: _last_boundary(head, len(head), quoted=False) or len(head)]
     try:
         schema = pajson.read_json(pa.BufferReader(sample)).schema
     except pa.ArrowInvalid as exc:
@@ -616,12 +680,13 @@ def _open_jsonl(label: str, stream: _Prefixed, size: int | None) -> Source:
         wanted = pa.schema([(name, as_read(name) if name in text else pa.float64()) for name in columns])
         options = pajson.ParseOptions(explicit_schema=wanted, unexpected_field_behavior="ignore")
 
-        def parse(block: bytes) -> pa.Table:
+        def parse(block: memoryview) -> pa.Table:
             try:
-                return pajson.read_json(pa.BufferReader(block), parse_options=options)
+                return pajson.read_json(pa.BufferReader(pa.py_buffer(block)), parse_options=options)
             except pa.ArrowInvalid as exc:
                 numeric_columns = [name for name in columns if name not in text]
-                raise InputError(f"{label}: {_locate_json_error(block, numeric_columns, reader, exc)}") from exc
+                where = _locate_json_error(bytes(block), numeric_columns, reader, exc)
+                raise InputError(f"{label}: {where}") from exc
 
         for table in reader.parsed(parse):
             yield from table.select(columns).to_batches()
@@ -649,7 +714,7 @@ def _locate_json_error(block: bytes, numeric: list[str], reader: _TextReader, ex
     for line_number, line in enumerate(block.split(b"\n"), start=1):
         if not line.strip():
             continue
-        where = f"row {reader.rows_before + row} (line {reader.lines_before + line_number})"
+        where = reader.where(row, line_number)
         try:
             record = json.loads(line)
         except ValueError:
