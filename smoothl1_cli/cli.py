@@ -6,6 +6,7 @@ Only click is imported at start-up; everything else loads once a command runs, s
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -45,21 +46,24 @@ class Cli(click.Group):
             click.echo("Terminated.", err=True)
             raise click.exceptions.Exit(ExitCode.TERMINATED) from None
         except BrokenPipeError:
-            _silence_stdout()
+            from smoothl1_cli.output import silence_stdout
+
+            silence_stdout()
             raise click.exceptions.Exit(ExitCode.OK) from None
+        except OSError as exc:
+            if exc.errno not in _ENVIRONMENT_ERRORS:
+                _internal_error(exc, ctx)
+            raise BadInput(f"cannot write the output: {exc.strerror}") from exc
         except Exception as exc:
             _internal_error(exc, ctx)
+
+
+_ENVIRONMENT_ERRORS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EBADF}
 
 
 def _one_line(message: str) -> str:
     """Control characters from the data (newlines, NUL, escapes) shown escaped: one line, no surprises."""
     return re.sub(r"[\x00-\x1f\x7f]", lambda match: repr(match.group())[1:-1], message)
-
-
-def _silence_stdout() -> None:
-    """After `| head` closed the pipe, send what is left to /dev/null so Python's exit flush is quiet."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _internal_error(exc: Exception, ctx: click.Context) -> NoReturn:
@@ -228,4 +232,6 @@ def _progress_bar(sources: list[Any], enabled: bool | None) -> Iterator[None]:
 
 def main() -> None:
     """The `smoothl1` entry point."""
+    if sys.stdout is None:  # started with stdout closed (>&-): what would be printed goes nowhere
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the whole process)
     cli(prog_name="smoothl1")

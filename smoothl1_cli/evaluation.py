@@ -563,10 +563,10 @@ def evaluate_sources(
         with np.errstate(all="ignore"):  # inf and NaN are handled (and reported) explicitly, not warned about
             for piece in _aligned(pieces, options.chunk_rows):
                 run.reduce(piece)
+            return _report(run, sources, offsets, tuple(inputs))
     except _RowError as exc:
         label, row = _locate(sources, offsets, exc.row)
         raise InputError(f"{label}: row {row}, column '{exc.column}': {format_value(exc.value)} {exc.problem}") from exc
-    return _report(run, sources, offsets, tuple(inputs))
 
 
 def _stats(options: Options, top: int) -> LossStats:
@@ -687,7 +687,7 @@ def _warnings(run: _Run, sources: Sequence[Source], offsets: list[int], results:
     notes = list(run.notes.values())
     for result in results:
         if math.isinf(result.summary.sum) and math.isfinite(result.summary.max):
-            notes.append(f"{result.pred}: the sum of the losses exceeds float64's range, so `sum` is inf")
+            notes.append(f"{result.pred}: the sum of the losses overflows float64, so `sum` is inf")
     for pred, (count, first) in run.overflows.items():
         label, row = _locate(sources, offsets, first)
         notes.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -103,14 +104,18 @@ class ParquetRowSink:
 
 
 class CsvRowSink:
-    """Per-row losses as CSV: `row`, the id column if any, then `loss` or `loss_<pred>` per prediction."""
+    """Per-row losses as CSV: `row`, the id column if any, then `loss` or `loss_<pred>` per prediction.
+
+    When the reader of a pipe goes away (`| head`), the rows stop but the evaluation goes on, so
+    the report (-o) and the gates still happen, as with `tee`.
+    """
 
     def __init__(self, out: IO[bytes], id_column: str | None, preds: list[str]) -> None:
-        self._out = out
+        self._out: IO[bytes] | None = out
         self._names = ["row"] + ([id_column] if id_column else []) + _loss_names(preds)
         header = io.StringIO()
         csv.writer(header, lineterminator="\n").writerow(self._names)
-        out.write(header.getvalue().encode())
+        self._send(header.getvalue().encode())
         self._options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
 
     def write(
@@ -121,9 +126,33 @@ class CsvRowSink:
         omitted: np.ndarray[Any, Any] | None,
     ) -> None:
         """Append one chunk's rows; an omitted row keeps its line with an empty loss."""
+        if self._out is None:
+            return
         buffer = io.BytesIO()
         pacsv.write_csv(_row_batch(self._names, rows, ids, losses, omitted), buffer, self._options)
-        self._out.write(buffer.getvalue())
+        self._send(buffer.getvalue())
+
+    def _send(self, data: bytes) -> None:
+        if self._out is None:
+            return
+        try:
+            self._out.write(data)
+        except BrokenPipeError:
+            self._out = None
+            silence_stdout()
 
     def close(self) -> None:
-        self._out.flush()
+        if self._out is None:
+            return
+        try:
+            self._out.flush()
+        except BrokenPipeError:
+            self._out = None
+            silence_stdout()
+
+
+def silence_stdout() -> None:
+    """After `| head` closed the pipe, send what is left to /dev/null so Python's exit flush is quiet."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

@@ -151,13 +151,12 @@ def open_source(spec: str | Path, input_format: str | None = None) -> Source:
     label = str(spec)
     try:
         if label == "-":
-            stdin = _Prefixed(sys.stdin.buffer)
-            codec = _compression(stdin.peek(4))
-            stream = _Prefixed(pa.CompressedInputStream(pa.PythonFile(stdin, mode="r"), codec)) if codec else stdin
-            return _open_stream(label, stream, input_format, None, count_lines=lambda size: None)
+            return _open_unseekable(label, sys.stdin.buffer, input_format)
         path = Path(label)
         if path.is_dir():
             raise InputError(f"{label}: is a directory; pass the files in it")
+        if not path.is_file():  # a FIFO, /dev/stdin, <(process substitution): read once, as a stream
+            return _open_unseekable(label, open(path, "rb", buffering=0), input_format)
         size = path.stat().st_size
         if size == 0:
             raise InputError(f"{label}: the file is empty")
@@ -261,6 +260,15 @@ class _Prefixed(io.RawIOBase):
         if self._raw is not sys.stdin.buffer:
             self._raw.close()
         super().close()
+
+
+def _open_unseekable(label: str, raw: IO[bytes], input_format: str | None) -> Source:
+    """Standard input, a FIFO, a device: bytes that can be read once, and not again for line numbers."""
+    stream = _Prefixed(raw)
+    codec = _compression(stream.peek(4))
+    if codec:
+        stream = _Prefixed(pa.CompressedInputStream(pa.PythonFile(stream, mode="r"), codec))
+    return _open_stream(label, stream, input_format, None, count_lines=lambda size: None)
 
 
 def _file_stream(path: Path, codec: str | None) -> Any:
