@@ -268,7 +268,7 @@ def _open_unseekable(label: str, raw: IO[bytes], input_format: str | None) -> So
     codec = _compression(stream.peek(4))
     if codec:
         stream = _Prefixed(pa.CompressedInputStream(pa.PythonFile(stream, mode="r"), codec))
-    return _open_stream(label, stream, input_format, None, count_lines=lambda size: None)
+    return _open_stream(label, stream, input_format, None, count_lines=None)
 
 
 def _file_stream(path: Path, codec: str | None) -> Any:
@@ -279,7 +279,7 @@ def _file_stream(path: Path, codec: str | None) -> Any:
 
 
 def _open_stream(
-    label: str, stream: _Prefixed, fmt: str | None, size: int | None, count_lines: Callable[[int], int | None]
+    label: str, stream: _Prefixed, fmt: str | None, size: int | None, count_lines: Callable[[int], int | None] | None
 ) -> Source:
     """Text, or anything arriving as a stream (already decompressed): sniff the format if needed."""
     try:
@@ -381,11 +381,14 @@ class _TextReader:
     quoted: bool  # whether a quote can hide a newline (delimited text), or not (JSON Lines)
     bytes_before: int = 0  # of the (decompressed) stream, before the current block: header included
     rows_before: int = 0
-    count_lines: Callable[[int], int | None] = lambda size: None
+    count_lines: Callable[[int], int | None] | None = None  # None: count as we go (input read once)
+    newlines_before: int = 0  # counted as we go, where count_lines is None
     progress: list[_ProgressFn] = field(default_factory=list)
 
     @property
     def lines_before(self) -> int | None:
+        if self.count_lines is None:
+            return self.newlines_before
         return self.count_lines(self.bytes_before)
 
     def where(self, row: int, line: int | None) -> str:
@@ -436,6 +439,9 @@ class _TextReader:
             yield table
             self.rows_before += table.num_rows
             self.bytes_before += len(block)
+            if self.count_lines is None:  # an input we cannot read again: one count now, a few ms a block
+                owner: Any = block.obj
+                self.newlines_before += owner.count(b"\n", 0, block.nbytes)
 
 
 def _read_into(stream: _Prefixed, view: memoryview) -> int:
@@ -477,9 +483,9 @@ def _last_boundary(data: bytes | bytearray, end: int, quoted: bool) -> int:
     return int(newlines[-1]) + 1 if newlines.size else 0
 
 
-def _split_header(stream: _Prefixed, label: str) -> tuple[str, int]:
-    """The header line of delimited text (BOM removed; ended by LF, CRLF or a lone CR), and the bytes
-    it took."""
+def _split_header(stream: _Prefixed, label: str) -> tuple[str, int, int]:
+    """The header line of delimited text (BOM removed; ended by LF, CRLF or a lone CR), the bytes it
+    took and the newlines among them."""
     head = b""
     while b"\n" not in head and b"\r" not in head[:-1]:
         more = stream.read(65536)
@@ -501,21 +507,22 @@ def _split_header(stream: _Prefixed, label: str) -> tuple[str, int]:
         raise InputError(
             f"{label}: binary data where a header line was expected; pass --input-format if this is not text"
         )
+    newlines = head.count(b"\n", end, end + skip)
     try:
-        return line.decode("utf-8"), end + skip
+        return line.decode("utf-8"), end + skip, newlines
     except UnicodeDecodeError:
-        return line.decode("latin-1"), end + skip
+        return line.decode("latin-1"), end + skip, newlines
 
 
 def _open_delimited(
-    label: str, stream: _Prefixed, fmt: str | None, size: int | None, count_lines: Callable[[int], int | None]
+    label: str, stream: _Prefixed, fmt: str | None, size: int | None, count_lines: Callable[[int], int | None] | None
 ) -> Source:
-    header, header_bytes = _split_header(stream, label)
+    header, header_bytes, header_newlines = _split_header(stream, label)
     delimiter = _sniff_delimiter(header, default="\t" if fmt == "tsv" else ",")
     names = next(csv.reader([header], delimiter=delimiter))
     names = [name.strip() for name in names]
     _check_names(label, names)
-    reader = _TextReader(label, stream, quoted=True, bytes_before=header_bytes, count_lines=count_lines)
+    reader = _TextReader(label, stream, True, header_bytes, 0, count_lines, header_newlines)
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     numeric = _infer_numeric(label, stream.peek(SNIFF_BYTES), names, parse)
 
