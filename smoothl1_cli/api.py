@@ -139,8 +139,9 @@ def open_all(paths: Sequence[str], input_format: str | None) -> list[Any]:
 
 def _check_same_columns(first: Any, other: Any) -> None:
     """Several inputs are one table: each must have the first one's columns."""
-    missing = [c for c in first.columns if c not in other.columns]
-    extra = [c for c in other.columns if c not in first.columns]
+    theirs, ours = set(other.columns), set(first.columns)
+    missing = [c for c in first.columns if c not in theirs]
+    extra = [c for c in other.columns if c not in ours]
     if missing or extra:
         how = "; ".join(
             part

@@ -16,6 +16,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -121,6 +122,28 @@ def to_int64(array: pa.Array) -> np.ndarray[Any, Any]:
     return _values(array).astype(np.int64, copy=False)
 
 
+class _Inferred(AbstractSet[str]):
+    """A set worked out on first use: a CSV's numeric columns cost a parse that --pred makes unneeded."""
+
+    def __init__(self, compute: Callable[[], set[str]]) -> None:
+        self._compute = compute
+        self._value: set[str] | None = None
+
+    def _get(self) -> set[str]:
+        if self._value is None:
+            self._value = self._compute()
+        return self._value
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._get()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
 @dataclass
 class Source:
     """One opened input: its columns, which of them are numeric, and a way to stream them."""
@@ -128,7 +151,7 @@ class Source:
     label: str  # the path as the user gave it, or <stdin>
     format: str
     columns: list[str]
-    numeric: set[str]
+    numeric: AbstractSet[str]
     stream_batches: Callable[[list[str], set[str], int], Iterator[pa.RecordBatch]]
     size: int | None = None  # bytes on disk, for the progress bar
     types: dict[str, str] = field(default_factory=dict)  # Arrow type names, where the format has a schema
@@ -324,7 +347,9 @@ def _open_random_access(label: str, file: pa.NativeFile, fmt: str, size: int | N
             wanted = [metadata.schema.names.index(name) for name in columns]
             for group in range(metadata.num_row_groups):
                 row_group = metadata.row_group(group)
-                if sum(row_group.column(i).total_uncompressed_size for i in wanted) <= ROW_GROUP_BYTES:
+                encoded = sum(row_group.column(i).total_uncompressed_size for i in wanted)
+                decoded = row_group.num_rows * 8 * len(wanted)  # dictionaries and RLE can hide this much
+                if max(encoded, decoded) <= ROW_GROUP_BYTES:
                     # A whole row group decodes its columns in parallel: several times faster than batches.
                     batches: Iterator[pa.RecordBatch] = iter(
                         parquet.read_row_group(group, columns=columns, use_threads=True).to_batches()
@@ -486,12 +511,15 @@ def _last_boundary(data: bytes | bytearray, end: int, quoted: bool) -> int:
 def _split_header(stream: _Prefixed, label: str) -> tuple[str, int, int]:
     """The header line of delimited text (BOM removed; ended by LF, CRLF or a lone CR), the bytes it
     took and the newlines among them."""
-    head = b""
-    while b"\n" not in head and b"\r" not in head[:-1]:
-        more = stream.read(65536)
+    head = bytearray()
+    while True:  # search only what each read added: a header with no line break costs linear time
+        searched = max(len(head) - 1, 0)
+        more = stream.read(1 << 20)
         if not more:
             break
         head += more
+        if head.find(b"\n", searched) >= 0 or head.find(b"\r", searched, len(head) - 1) >= 0:
+            break
         if len(head) > MAX_RECORD_BYTES:
             raise InputError(
                 f"{label}: the first line is longer than {MAX_RECORD_BYTES >> 20} MiB; is this delimited text?"
@@ -499,7 +527,7 @@ def _split_header(stream: _Prefixed, label: str) -> tuple[str, int, int]:
     end = min((i for i in (head.find(b"\n"), head.find(b"\r")) if i >= 0), default=len(head))
     skip = 2 if head[end : end + 2] == b"\r\n" else 1
     line, rest = head[:end], head[end + skip :]
-    stream._head = rest + stream._head  # give back what followed the header
+    stream._head = bytes(rest) + stream._head  # give back what followed the header
     line = line.removeprefix(b"\xef\xbb\xbf")
     if not line.strip():
         raise InputError(f"{label}: the first line is empty; expected a header with column names")
@@ -524,7 +552,7 @@ def _open_delimited(
     _check_names(label, names)
     reader = _TextReader(label, stream, True, header_bytes, 0, count_lines, header_newlines)
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
-    numeric = _infer_numeric(label, stream.peek(SNIFF_BYTES), names, parse)
+    numeric = _Inferred(lambda: _infer_numeric(label, stream.peek(SNIFF_BYTES), names, parse))
 
     def batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
         wanted = {name: pa.string() if name in text else pa.float64() for name in columns}
