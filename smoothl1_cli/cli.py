@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import sys
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -69,6 +68,8 @@ def _one_line(message: str) -> str:
 def _internal_error(exc: Exception, ctx: click.Context) -> NoReturn:
     debug = os.environ.get("SMOOTHL1_DEBUG") == "1" or bool(ctx.meta.get("smoothl1.debug"))
     if debug:
+        import traceback
+
         traceback.print_exception(exc)
     click.echo(
         f"Error: internal error in smoothl1 {__version__} ({type(exc).__name__}: {exc}). "

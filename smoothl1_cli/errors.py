@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import enum
-
 
 class InputError(ValueError):
     """Bad input or usage the user can fix: one `Error: ...` line and exit code 2 on the command line."""
 
 
-class ExitCode(enum.IntEnum):
+class ExitCode:
+    """The exit statuses (plain ints: the enum module would cost `smoothl1 --help` its import)."""
+
     OK = 0
     GATE_FAILED = 1
     BAD_INPUT = 2

@@ -7,24 +7,25 @@ format or block size, and the same input gives the same report byte for byte.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import reduce
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 
 from smoothl1_cli import backends, kernel
-from smoothl1_cli.bootstrap import BootstrapStats, interval, paired_p_value
 from smoothl1_cli.errors import InputError
 from smoothl1_cli.readers import Source, beyond_exact_integers, to_float64, to_int64
 from smoothl1_cli.report import GroupResult, InputInfo, Report, Result, WorstRow
 from smoothl1_cli.sketch import EXACT_LIMIT, QuantileSketch
 from smoothl1_cli.stats import Chunk, GroupStats, LossStats
+
+if TYPE_CHECKING:
+    from smoothl1_cli.bootstrap import BootstrapStats
 
 LOSSES = ("smooth_l1", "huber")
 REDUCTIONS = ("mean", "sum", "none")
@@ -195,6 +196,8 @@ def _find_column(source: Source, name: str, role: str) -> str:
     )
     message = f"{source.label}: {role} column '{name}' not found (columns: {shown})"
     folded = {column.lower(): column for column in source.columns}
+    import difflib
+
     close = difflib.get_close_matches(name.lower(), list(folded), n=1, cutoff=0.6)
     if close:
         message += f"; did you mean '{folded[close[0]]}'?"
@@ -553,7 +556,7 @@ def evaluate_sources(
         [_stats(options, options.top) for _ in range(k)],
         _stats(options, 0) if plan.multi_output and options.multioutput == "row-sum" else None,
         _Groups(k) if plan.group_by else None,
-        BootstrapStats.empty(k, options.bootstrap, options.seed) if options.ci is not None else None,
+        _bootstrap(k, options),
     )
     inputs: list[InputInfo] = []
     text = set(plan.labels)
@@ -697,8 +700,18 @@ def _warnings(run: _Run, sources: Sequence[Source], offsets: list[int], results:
     return tuple(notes)
 
 
+def _bootstrap(results: int, options: Options) -> BootstrapStats | None:
+    if options.ci is None:
+        return None
+    from smoothl1_cli.bootstrap import BootstrapStats  # only with --ci: its tables cost start-up time
+
+    return BootstrapStats.empty(results, options.bootstrap, options.seed)
+
+
 def _with_uncertainty(results: tuple[Result, ...], boot: BootstrapStats, options: Options) -> tuple[Result, ...]:
     """Each result's bootstrap interval; from the second on, a paired test against the first."""
+    from smoothl1_cli.bootstrap import interval, paired_p_value
+
     level = options.ci
     assert level is not None
     method = {"level": level, "replicates": options.bootstrap, "seed": options.seed, "method": "poisson-bootstrap"}

@@ -46,6 +46,7 @@ COMPRESSIONS = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".zst": "zstd", "
 MAGIC = ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"BZh", "bz2"), (b"\x04\x22\x4d\x18", "lz4"))
 BLOCK_BYTES = 8 << 20  # text is parsed in record-aligned blocks of about this size (measured best: 4-8 MiB)
 PARSE_BLOCK_BYTES = 1 << 20  # Arrow's own unit of parallel parsing within a block
+FIRST_BLOCK_BYTES = 256 << 10
 MAX_RECORD_BYTES = 64 << 20  # a longer line is refused rather than held in memory
 SNIFF_BYTES = 1 << 20
 ROW_GROUP_BYTES = 256 << 20  # a Parquet row group whose needed columns decode to more is streamed
@@ -424,10 +425,16 @@ class _TextReader:
         return f"row {self.rows_before + row} (line {before + line})"
 
     def blocks(self) -> Iterator[memoryview]:
-        """Record-aligned blocks of about BLOCK_BYTES: one read into a fresh buffer, no other copy."""
+        """Record-aligned blocks of about BLOCK_BYTES: one read into a fresh buffer, no other copy.
+
+        The first blocks are smaller (doubling up to BLOCK_BYTES), so a small file never pays for
+        a big buffer's page faults.
+        """
         carry = b""
+        size = FIRST_BLOCK_BYTES
         while True:
-            buffer = bytearray(len(carry) + BLOCK_BYTES)
+            buffer = bytearray(len(carry) + size)
+            size = min(size * 2, BLOCK_BYTES)
             buffer[: len(carry)] = carry
             view = memoryview(buffer)
             got = _read_into(self.stream, view[len(carry) :])

@@ -258,7 +258,7 @@ def _histogram(result: Result) -> Any:
     """The per-row losses of one result as horizontal bars over log-spaced bins."""
     from rich.table import Table
 
-    bins = result.summary.histogram
+    bins = result.summary.distribution.histogram() if result.summary.distribution is not None else []
     table = Table(title=f"loss distribution: {result.pred}", show_header=False, box=None, padding=(0, 1))
     table.add_column(justify="right")
     table.add_column()

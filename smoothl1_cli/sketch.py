@@ -11,6 +11,7 @@ range of magnitudes (at most about 150,000 buckets across all of float64), never
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,17 +97,24 @@ class QuantileSketch:
 
     def quantile(self, q: float) -> float:
         """The value at rank q * (n - 1): exact while kept, else within ALPHA of the true order statistic."""
+        return self.quantiles([q])[0]
+
+    def quantiles(self, qs: Sequence[float]) -> list[float]:
+        """quantile(q) for each q (exact values are sorted once for all of them)."""
         if self.nan:
-            return math.nan
+            return [math.nan for _ in qs]
         if self.parts is not None:
-            return _exact_quantile(*self._exact(), q)
+            return _exact_quantiles(*self._exact(), qs)
         total = self.zeros + float(self.counts.sum()) + self.infinite
+        cumulative = self.zeros + np.cumsum(self.counts)
+        return [self._bucket_quantile(q, total, cumulative) for q in qs]
+
+    def _bucket_quantile(self, q: float, total: float, cumulative: Floats) -> float:
         if total == 0:
             return math.nan
         rank = q * (total - 1)
         if rank < self.zeros:
             return 0.0
-        cumulative = self.zeros + np.cumsum(self.counts)
         index = int(np.searchsorted(cumulative, rank, side="right"))
         if index >= self.counts.size:
             return math.inf
@@ -132,7 +140,7 @@ class QuantileSketch:
             with np.errstate(over="ignore"):  # exp() of the top edge may round past float64's maximum
                 edges = np.exp(np.linspace(math.log(low), math.log(high), bins + 1))
             edges[0], edges[-1] = low, high
-            edges = np.unique(edges)  # near-equal ends can repeat an edge
+            edges = edges[np.concatenate(([True], np.diff(edges) > 0))]  # near-equal ends can repeat an edge
             if edges.size < 2:
                 rows.append((low, high, float(weights.sum())))
             else:
@@ -143,28 +151,40 @@ class QuantileSketch:
         return rows
 
 
-def _exact_quantile(values: Floats, weights: Floats | None, q: float) -> float:
-    """NumPy's linear-interpolation quantile, where a row of weight w stands for w copies of it."""
+def _exact_quantiles(values: Floats, weights: Floats | None, qs: Sequence[float]) -> list[float]:
+    """NumPy's linear-interpolation quantiles (bit for bit), where a row of weight w stands for w copies."""
     if weights is None:
-        if values.size == 0:
-            return math.nan
-        with np.errstate(invalid="ignore"):
-            estimate = float(np.quantile(values, q))
-        if math.isnan(estimate):  # NumPy's interpolation gives 0 * inf next to an infinite loss
-            ordered = np.sort(values)
-            rank = q * (values.size - 1)
-            below = ordered[int(math.floor(rank))]
-            return float(below if rank == math.floor(rank) else ordered[int(math.ceil(rank))])
-        return estimate
+        ordered = np.sort(values)
+        return [_linear(ordered, q) for q in qs]
     used = weights > 0
     values, weights = values[used], weights[used]
+    order = np.argsort(values, kind="stable")
+    values, weights = values[order], weights[order]
+    ends = np.cumsum(weights)  # row i covers ranks [ends[i] - w_i, ends[i] - 1]
+    return [_weighted(values, weights, ends, q) for q in qs]
+
+
+def _linear(ordered: Floats, q: float) -> float:
+    """np.quantile(values, q) of sorted values, without NumPy's lazily imported machinery (and
+    without its 0 * inf = NaN next to an infinite value)."""
+    if ordered.size == 0:
+        return math.nan
+    virtual = q * (ordered.size - 1)
+    low = math.floor(virtual)
+    share = virtual - low
+    a, b = float(ordered[low]), float(ordered[min(low + 1, ordered.size - 1)])
+    if share == 0 or a == b or math.isinf(b):
+        return a if share == 0 else b
+    difference = b - a
+    return b - difference * (1 - share) if share >= 0.5 else a + difference * share  # NumPy's _lerp
+
+
+def _weighted(values: Floats, weights: Floats, ends: Floats, q: float) -> float:
     if values.size == 0:
         return math.nan
-    order = np.argsort(values, kind="stable")
-    values, ends = values[order], np.cumsum(weights[order])  # row i covers ranks [ends[i] - w_i, ends[i] - 1]
     rank = max(q * (ends[-1] - 1), 0.0)  # weights adding up to less than one row: the smallest value
     i = min(int(np.searchsorted(ends - 1, rank, side="left")), values.size - 1)
-    if i == 0 or rank >= ends[i] - weights[order][i]:
+    if i == 0 or rank >= ends[i] - weights[i]:
         return float(values[i])
     below = ends[i - 1] - 1  # the last rank of row i - 1: interpolate across the gap to row i
     if values[i] == values[i - 1] or math.isinf(values[i]):

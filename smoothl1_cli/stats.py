@@ -269,7 +269,7 @@ class Summary:
     linear_fraction: float
     mae: float
     rmse: float
-    histogram: tuple[tuple[float, float, float], ...] = ()  # (low, high, weight) for the table view
+    distribution: QuantileSketch | None = None  # for the table view's histogram, drawn only there
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,17 +353,20 @@ class LossStats:
                 std=self.moments.std,
                 min=self.min if self.count else math.nan,
                 max=self.max if self.count else math.nan,
-                quantiles={name: self._quantile(q) for name, q in QUANTILES.items()},
+                quantiles=self._quantiles(),
                 linear_fraction=self.linear.ratio(self.weight),
                 mae=self.abs_diff.ratio(self.weight),
                 rmse=_sqrt_ratio(self.sq_diff, self.weight),
-                histogram=tuple(self.sketch.histogram()),
+                distribution=self.sketch,
             )
 
-    def _quantile(self, q: float) -> float:
-        """The sketch's estimate, kept within [min, max] (an estimate may land just outside)."""
-        estimate = self.sketch.quantile(q)
-        return estimate if math.isnan(estimate) else min(max(estimate, self.min), self.max)
+    def _quantiles(self) -> dict[str, float]:
+        """The sketch's estimates, kept within [min, max] (an estimate may land just outside)."""
+        estimates = self.sketch.quantiles(list(QUANTILES.values()))
+        return {
+            name: estimate if math.isnan(estimate) else min(max(estimate, self.min), self.max)
+            for name, estimate in zip(QUANTILES, estimates, strict=True)
+        }
 
 
 def _sqrt_ratio(a: ExactSum, b: ExactSum) -> float:
