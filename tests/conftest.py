@@ -7,11 +7,11 @@ import gzip
 import io
 import json
 import math
-from fractions import Fraction
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
 
+from smoothl1_cli import readers
 from smoothl1_cli.cli import cli
 
 TEXT_FORMATS = ("csv", "tsv", "jsonl", "csv.gz", "csv.bz2", "csv.zst", "csv.lz4", "tsv.gz", "jsonl.gz")
@@ -72,7 +73,7 @@ def reference_mean(
     losses = [reference_loss(p, t, parameter, loss) for p, t in zip(pred, target, strict=True)]
     if weight is None:
         return math.fsum(losses) / len(losses)
-    return math.fsum(w * l for w, l in zip(weight, losses, strict=True)) / math.fsum(weight)
+    return math.fsum(w * loss for w, loss in zip(weight, losses, strict=True)) / math.fsum(weight)
 
 
 def _compress(data: bytes, codec: str) -> bytes:
@@ -120,6 +121,29 @@ def write_table(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every input the command opens in this process, and whether it was closed (checked without the GC)."""
+    log: list[dict[str, Any]] = []
+    real = readers.open_source
+
+    def tracked(*args: Any, **kwargs: Any) -> Any:
+        source = real(*args, **kwargs)
+        entry = {"label": source.label, "closed": False}
+        inner = source.close
+
+        def close() -> None:
+            entry["closed"] = True
+            inner()
+
+        source.close = close
+        log.append(entry)
+        return source
+
+    monkeypatch.setattr(readers, "open_source", tracked)
+    return log
+
+
 def invoke(args: Sequence[str], input: bytes | str | None = None) -> Result:
     """Run the CLI in-process with stdout and stderr kept apart."""
     return CliRunner().invoke(cli, [str(a) for a in args], input=input)
@@ -140,6 +164,8 @@ def smoothl1_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "smoothl1_cli"]
 
 
-def run_command(command: list[str], *args: Any, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+def run_command(
+    command: list[str], *args: Any, stdin: bytes | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[bytes]:
     """The installed command in a subprocess, as a user runs it."""
     return subprocess.run([*command, *map(str, args)], input=stdin, capture_output=True, timeout=timeout, check=False)

@@ -350,7 +350,9 @@ def test_parquet_bytes_under_a_csv_name_are_read_as_parquet(tmp_path) -> None:
     assert report["results"][0]["value"] == reference_mean(CLEAN["pred"], CLEAN["label"])
 
 
-@pytest.mark.parametrize("junk", [b"\x7fELF\x02\x01\x01\x00\x00\x00\r\x1b[31m\n1,2\n", b"PK\x03\x04\x14\x00\x00\x00\x08\x00"])
+@pytest.mark.parametrize(
+    "junk", [b"\x7fELF\x02\x01\x01\x00\x00\x00\r\x1b[31m\n1,2\n", b"PK\x03\x04\x14\x00\x00\x00\x08\x00"]
+)
 def test_binary_junk_under_a_csv_name_is_one_clean_error_line(tmp_path, junk) -> None:
     path = tmp_path / "data.csv"
     path.write_bytes(junk)

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from smoothl1_cli import readers
 from tests.conftest import eval_json, invoke, reference_mean, run_command
 
 ROWS = 80
@@ -71,29 +70,6 @@ def baseline(write_table: Callable[..., Path], tmp_path: Path) -> Path:
     assert values["model_a"] == pytest.approx(BASE_A, rel=1e-12)
     assert values["model_b"] == pytest.approx(BASE_B, rel=1e-12)
     return path
-
-
-@pytest.fixture
-def opened(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Every input the command opens in this process, and whether it was closed (checked without the GC)."""
-    log: list[dict[str, Any]] = []
-    real = readers.open_source
-
-    def tracked(*args: Any, **kwargs: Any) -> Any:
-        source = real(*args, **kwargs)
-        entry = {"label": source.label, "closed": False}
-        inner = source.close
-
-        def close() -> None:
-            entry["closed"] = True
-            inner()
-
-        source.close = close
-        log.append(entry)
-        return source
-
-    monkeypatch.setattr(readers, "open_source", tracked)
-    return log
 
 
 def _values(report: dict[str, Any]) -> dict[str, float]:

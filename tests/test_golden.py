@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import math
-from fractions import Fraction
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,9 @@ class Case:
         if self.dtype == "float64":
             return self.pred, self.target
         pred, target = self.pred.astype(np.float32), self.target.astype(np.float32)
-        assert np.array_equal(pred.astype(np.float64), self.pred) and np.array_equal(target.astype(np.float64), self.target)
+        assert np.array_equal(pred.astype(np.float64), self.pred) and np.array_equal(
+            target.astype(np.float64), self.target
+        )
         return pred, target
 
 
@@ -91,7 +93,9 @@ def assert_bits_equal(actual: np.ndarray[Any, Any], expected: np.ndarray[Any, An
     same = (actual.view(np.uint64) == expected.view(np.uint64)) | (np.isnan(actual) & np.isnan(expected))
     if not same.all():
         bad = np.flatnonzero(~same)
-        shown = [f"[{i}] got {actual[i]!r} ({actual[i].hex()}), torch {expected[i]!r} ({expected[i].hex()})" for i in bad[:5]]
+        shown = [
+            f"[{i}] got {actual[i]!r} ({actual[i].hex()}), torch {expected[i]!r} ({expected[i].hex()})" for i in bad[:5]
+        ]
         pytest.fail(f"{what}: {bad.size} of {same.size} terms differ from torch: " + "; ".join(shown))
 
 
@@ -130,7 +134,9 @@ def _rescued(case: Case) -> np.ndarray:
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         z = np.abs(case.pred - case.target)
         square = (0.5 * z) * z
-        return (z < case.param) & ((square > np.finfo(np.float64).max) | ((square < np.finfo(np.float64).tiny) & (z > 0)))
+        return (z < case.param) & (
+            (square > np.finfo(np.float64).max) | ((square < np.finfo(np.float64).tiny) & (z > 0))
+        )
 
 
 def _exact_quadratic(z: float, beta: float) -> float:
@@ -146,7 +152,12 @@ def assert_torch_or_exact(actual: np.ndarray, case: Case, label: str) -> None:
         z = np.abs(case.pred - case.target)
     for position in np.flatnonzero(rescued):
         exact = _exact_quadratic(float(z[position]), case.param)
-        assert math.isclose(actual[position], exact, rel_tol=5e-16, abs_tol=1e-323), (label, position, actual[position], exact)
+        assert math.isclose(actual[position], exact, rel_tol=5e-16, abs_tol=1e-323), (
+            label,
+            position,
+            actual[position],
+            exact,
+        )
 
 
 def test_the_rescue_is_exercised_and_beats_torch() -> None:

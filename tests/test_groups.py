@@ -134,8 +134,10 @@ def test_several_preds_match_a_pandas_groupby(tmp_path, reduction):
     singleton = next(g for g in report["groups"] if g["group"] == "omega" and g["pred"] == "model_a")
     assert singleton["count"] == 1
     assert singleton["std"] == 0.0
-    assert singleton["min"] == singleton["max"] == pytest.approx(
-        reference_loss(FRAME["model_a"][123], FRAME["y"][123]), rel=1e-15
+    assert (
+        singleton["min"]
+        == singleton["max"]
+        == pytest.approx(reference_loss(FRAME["model_a"][123], FRAME["y"][123]), rel=1e-15)
     )
 
 

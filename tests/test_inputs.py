@@ -13,7 +13,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from smoothl1_cli import readers
 from tests.conftest import eval_json, invoke, reference_loss, reference_mean, table_bytes
 
 ROWS = 90
@@ -54,29 +53,6 @@ def parts(tmp_path: Path) -> Path:
 @pytest.fixture
 def whole(tmp_path: Path) -> Path:
     return write(tmp_path / "whole.csv", DATA)
-
-
-@pytest.fixture
-def opened(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Every input the command opens in this process, and whether it was closed (checked without the GC)."""
-    log: list[dict[str, Any]] = []
-    real = readers.open_source
-
-    def tracked(*args: Any, **kwargs: Any) -> Any:
-        source = real(*args, **kwargs)
-        entry = {"label": source.label, "closed": False}
-        inner = source.close
-
-        def close() -> None:
-            entry["closed"] = True
-            inner()
-
-        source.close = close
-        log.append(entry)
-        return source
-
-    monkeypatch.setattr(readers, "open_source", tracked)
-    return log
 
 
 # ---------------------------------------------------------------- directories and globs

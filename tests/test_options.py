@@ -38,7 +38,6 @@ DATA = _columns()
 PRED, TARGET, ALT, WEIGHT = DATA["pred"], DATA["y"], DATA["alt"], DATA["w"]
 
 
-
 @pytest.fixture
 def data_csv(write_table) -> Path:
     return write_table("csv", **DATA)
