@@ -62,7 +62,7 @@ _ENVIRONMENT_ERRORS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno
 
 def _one_line(message: str) -> str:
     """Control characters from the data (newlines, NUL, escapes) shown escaped: one line, no surprises."""
-    return re.sub(r"[\x00-\x1f\x7f]", lambda match: repr(match.group())[1:-1], message)
+    return re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", lambda match: repr(match.group())[1:-1], message)
 
 
 def _internal_error(exc: Exception, ctx: click.Context) -> NoReturn:

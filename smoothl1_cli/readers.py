@@ -504,10 +504,25 @@ def _newline_counter(open_again: Callable[[], IO[bytes]]) -> Callable[[int], int
     return count
 
 
+def _quoted_fields(data: bytes | bytearray | memoryview, end: int) -> bool:
+    """Whether data[:end] has a quote that opens a field (at a line's or field's start): only then
+    can a newline be inside quotes. A quote within a field (12" pipe) is just a character."""
+    owner: Any = data.obj if isinstance(data, memoryview) else data
+    if owner.find(b'"', 0, end) < 0:
+        return False
+    buffer = np.frombuffer(owner, dtype=np.uint8, count=end)
+    quotes = np.flatnonzero(buffer == ord('"'))
+    before = buffer[np.maximum(quotes - 1, 0)]
+    opening = quotes == 0
+    for separator in b",\t;\n\r":
+        opening |= before == separator
+    return bool(opening.any())
+
+
 def _last_boundary(data: bytes | bytearray, end: int, quoted: bool) -> int:
     """Index just past the last newline in data[:end] that ends a record (not one inside quotes)."""
     last = data.rfind(b"\n", 0, end)
-    if not quoted or last < 0 or data.find(b'"', 0, end) < 0:
+    if not quoted or last < 0 or not _quoted_fields(data, end):
         return last + 1
     buffer = np.frombuffer(data, dtype=np.uint8, count=end)
     open_quotes = np.cumsum(buffer == ord('"')) % 2  # "" escapes keep the parity right
@@ -613,7 +628,7 @@ def _parse_csv_block(
 ) -> pa.Table:
     convert = pacsv.ConvertOptions(include_columns=list(types), column_types=types, strings_can_be_null=True)
     # Quoted newlines need Arrow's slower chunker; a block without a quote cannot have one.
-    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=_contains(block, b'"'))
+    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=_quoted_fields(block, block.nbytes))
     try:
         return pacsv.read_csv(
             pa.BufferReader(pa.py_buffer(block)),
@@ -623,12 +638,6 @@ def _parse_csv_block(
         )
     except pa.ArrowInvalid as exc:
         raise InputError(f"{label}: {_locate_csv_error(bytes(block), names, parse, types, reader, exc)}") from exc
-
-
-def _contains(block: memoryview, needle: bytes) -> bool:
-    """`needle in block` for a view that starts at its buffer's beginning (as blocks do), without a copy."""
-    owner: Any = block.obj
-    return bool(owner.find(needle, 0, block.nbytes) >= 0)
 
 
 def _locate_csv_error(
@@ -688,6 +697,7 @@ def _first_unparsable(column: pa.ChunkedArray) -> int | None:
 
 def _records(block: bytes, parse: pacsv.ParseOptions) -> Iterator[tuple[list[str], int]]:
     """The block's records (empty lines skipped, as Arrow does) with the 1-based line each ends on."""
+    csv.field_size_limit(MAX_RECORD_BYTES)  # a long field is not this error's business
     reader = csv.reader(io.StringIO(block.decode("utf-8", errors="replace"), newline=""), delimiter=parse.delimiter)
     for record in reader:
         if record:
@@ -715,15 +725,19 @@ def _open_jsonl(label: str, reader: _TextReader, size: int | None) -> Source:
     head = reader.stream.peek(SNIFF_BYTES)
     if not head.strip():
         raise InputError(f"{label}: the input is empty")
-    sample = head[: _last_boundary(head, len(head), quoted=False) or len(head)]
+    whole = len(head) < SNIFF_BYTES  # the head is all there is: its last line needs no newline
+    sample = head if whole else head[: _last_boundary(head, len(head), quoted=False) or len(head)]
     try:
         schema = pajson.read_json(pa.BufferReader(sample)).schema
+        names = list(schema.names)
+        numeric = _numeric_of(schema) | {f.name for f in schema if pa.types.is_null(f.type)}
     except pa.ArrowInvalid as exc:
         raise InputError(f"{label}: {_locate_json_error(sample, [], reader, exc)}") from exc
-    numeric = _numeric_of(schema) | {f.name for f in schema if pa.types.is_null(f.type)}
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{label}: a key is not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
 
     def as_read(name: str) -> pa.DataType:  # a label column keeps its JSON type (an id may be a number)
-        inferred = schema.field(name).type if name in schema.names else pa.null()
+        inferred = schema.field(name).type if name in names else pa.null()
         return pa.string() if pa.types.is_null(inferred) else inferred
 
     def batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
@@ -741,7 +755,7 @@ def _open_jsonl(label: str, reader: _TextReader, size: int | None) -> Source:
         for table in reader.parsed(parse):
             yield from table.select(columns).to_batches()
 
-    source = Source(label, "jsonl", schema.names, numeric, batches, size)
+    source = Source(label, "jsonl", names, numeric, batches, size)
     reader.progress = source.progress
     return source
 

@@ -40,6 +40,7 @@ class QuantileSketch:
     zeros: float = 0.0
     infinite: float = 0.0
     nan: float = 0.0
+    unit: float = 1.0  # the rank one row takes: 1, or the smallest positive weight where weights are below 1
 
     @property
     def exact_size(self) -> int:
@@ -70,7 +71,8 @@ class QuantileSketch:
             counts = np.zeros(end - offset)
             counts[a.offset - offset : a.offset - offset + a.counts.size] += a.counts
             counts[b.offset - offset : b.offset - offset + b.counts.size] += b.counts
-        return QuantileSketch(self.limit, None, offset, counts, a.zeros + b.zeros, a.infinite + b.infinite, nan)
+        zeros, infinite, unit = a.zeros + b.zeros, a.infinite + b.infinite, min(a.unit, b.unit)
+        return QuantileSketch(self.limit, None, offset, counts, zeros, infinite, nan, unit)
 
     def _bucketed(self) -> QuantileSketch:
         if self.parts is None:
@@ -81,10 +83,10 @@ class QuantileSketch:
             keys = np.ceil(np.log(values[positive]) * _INV_LOG_GAMMA).astype(np.int64)
         zeros, infinite = _total(values == 0, weights), _total(values == math.inf, weights)
         if keys.size == 0:
-            return QuantileSketch(self.limit, None, 0, _EMPTY, zeros, infinite, self.nan)
+            return QuantileSketch(self.limit, None, 0, _EMPTY, zeros, infinite, self.nan, _unit(weights))
         low = int(keys.min())
         counts = np.bincount(keys - low, weights=None if weights is None else weights[positive]).astype(np.float64)
-        return QuantileSketch(self.limit, None, low, counts, zeros, infinite, self.nan)
+        return QuantileSketch(self.limit, None, low, counts, zeros, infinite, self.nan, _unit(weights))
 
     def _exact(self) -> tuple[Floats, Floats | None]:
         parts = self.parts or ()
@@ -112,7 +114,7 @@ class QuantileSketch:
     def _bucket_quantile(self, q: float, total: float, cumulative: Floats) -> float:
         if total == 0:
             return math.nan
-        rank = q * (total - 1)
+        rank = max(q * (total - self.unit), 0.0)
         if rank < self.zeros:
             return 0.0
         index = int(np.searchsorted(cumulative, rank, side="right"))
@@ -158,10 +160,23 @@ def _exact_quantiles(values: Floats, weights: Floats | None, qs: Sequence[float]
         return [_linear(ordered, q) for q in qs]
     used = weights > 0
     values, weights = values[used], weights[used]
+    if weights.size and weights.max() < 1:  # fractions only count relative to each other: scale them
+        weights = np.ldexp(weights, -math.frexp(float(weights.max()))[1])  # up (exactly), or subnormals lose digits
     order = np.argsort(values, kind="stable")
     values, weights = values[order], weights[order]
-    ends = np.cumsum(weights)  # row i covers ranks [ends[i] - w_i, ends[i] - 1]
-    return [_weighted(values, weights, ends, q) for q in qs]
+    ends = np.cumsum(weights)  # row i covers ranks [ends[i] - w_i, ends[i] - unit]
+    unit = _unit(weights)
+    return [_weighted(values, weights, ends, unit, q) for q in qs]
+
+
+def _unit(weights: Floats | None) -> float:
+    """The rank one row takes. A weight counts as that many copies of its row, so a row is 1; where
+    weights are fractions (normalised weights, say) the smallest one is the row, so that equal
+    weights of any size give the unweighted quantiles."""
+    if weights is None:
+        return 1.0
+    positive = weights[weights > 0]
+    return min(1.0, float(positive.min())) if positive.size else 1.0
 
 
 def _linear(ordered: Floats, q: float) -> float:
@@ -179,17 +194,17 @@ def _linear(ordered: Floats, q: float) -> float:
     return b - difference * (1 - share) if share >= 0.5 else a + difference * share  # NumPy's _lerp
 
 
-def _weighted(values: Floats, weights: Floats, ends: Floats, q: float) -> float:
+def _weighted(values: Floats, weights: Floats, ends: Floats, unit: float, q: float) -> float:
     if values.size == 0:
         return math.nan
-    rank = max(q * (ends[-1] - 1), 0.0)  # weights adding up to less than one row: the smallest value
-    i = min(int(np.searchsorted(ends - 1, rank, side="left")), values.size - 1)
+    rank = max(q * (ends[-1] - unit), 0.0)
+    i = min(int(np.searchsorted(ends - unit, rank, side="left")), values.size - 1)
     if i == 0 or rank >= ends[i] - weights[i]:
         return float(values[i])
-    below = ends[i - 1] - 1  # the last rank of row i - 1: interpolate across the gap to row i
+    below = ends[i - 1] - unit  # the last rank of row i - 1: interpolate across the gap to row i
     if values[i] == values[i - 1] or math.isinf(values[i]):
         return float(values[i])  # no gap to cross (and no inf - inf)
-    return float(values[i - 1] + (rank - below) * (values[i] - values[i - 1]))
+    return float(values[i - 1] + (rank - below) / unit * (values[i] - values[i - 1]))
 
 
 def _total(mask: Floats, weights: Floats | None) -> float:
