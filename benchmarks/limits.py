@@ -36,7 +36,9 @@ def parse_in_blocks(path: Path) -> None:
     data = path.read_bytes()
     header = data.index(b"\n") + 1
     names = data[: header - 1].decode().split(",")
-    convert = pacsv.ConvertOptions(include_columns=["y", "pred"], column_types={"y": pa.float64(), "pred": pa.float64()})
+    convert = pacsv.ConvertOptions(
+        include_columns=["y", "pred"], column_types={"y": pa.float64(), "pred": pa.float64()}
+    )
     read = pacsv.ReadOptions(column_names=names, use_threads=True, block_size=PARSE_BLOCK_BYTES)
     start = header
     while start < len(data):
@@ -60,7 +62,7 @@ def main() -> None:
     for suffix, codec in ((".gz", "gzip"), (".zst", "zstd")):
         compressed = csv.with_name(csv.name + suffix)
         if compressed.exists():
-            seconds = median_seconds(lambda: decompress(compressed, codec))
+            seconds = median_seconds(lambda path=compressed, name=codec: decompress(path, name))
             print(f"Arrow {codec} decompression of {compressed.name} alone: {seconds:.3f} s")
     whole = median_seconds(lambda: evaluate(str(csv), "y", pred="pred"))
     print(f"smoothl1 evaluate({csv.name}) in-process, full report: {whole:.3f} s")
