@@ -16,6 +16,8 @@ import pyarrow.compute as pc
 from smoothl1_cli.errors import InputError
 from smoothl1_cli.readers import Source
 
+BATCH_ROWS = 65_536  # how the labels file is read; the evaluation re-cuts rows into its own chunks
+
 
 @dataclass
 class _Lockstep:
@@ -70,7 +72,7 @@ def with_labels(sources: Sequence[Source], labels: Source, targets: Sequence[str
                 raise InputError(f"{source.label}: --on column '{on}' not found (columns: {', '.join(source.columns)})")
         table = _load_keyed(labels, list(targets), on)
         return [_joined(source, labels, table, list(targets), on) for source in sources]
-    lockstep = _Lockstep(labels, list(targets), 65_536)
+    lockstep = _Lockstep(labels, list(targets), BATCH_ROWS)
     return [
         _zipped(source, labels, lockstep, list(targets), last=i == len(sources) - 1) for i, source in enumerate(sources)
     ]
@@ -78,7 +80,7 @@ def with_labels(sources: Sequence[Source], labels: Source, targets: Sequence[str
 
 def _load_keyed(labels: Source, targets: list[str], on: str) -> pa.Table:
     try:
-        table = pa.Table.from_batches(list(labels.batches([on, *targets], {on}, 65_536)))
+        table = pa.Table.from_batches(list(labels.batches([on, *targets], {on}, BATCH_ROWS)))
     finally:
         labels.close()
     keys = table.column(on)

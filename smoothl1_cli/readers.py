@@ -27,7 +27,6 @@ import pyarrow.csv as pacsv
 
 from smoothl1_cli.errors import InputError
 
-FORMATS = ("csv", "tsv", "parquet", "ipc", "jsonl")
 EXTENSIONS = {
     ".csv": "csv",
     ".txt": "csv",
