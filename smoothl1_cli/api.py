@@ -81,7 +81,8 @@ def evaluate(
     """Evaluate a path (or list of paths), a pandas DataFrame or a pyarrow Table; returns the Report.
 
     Options are the command's, in Python spelling: beta, delta, sigma, loss, reduction, weight,
-    nan_policy, id, top, multioutput, input_format, chunk_rows, backend, per_row, fail_above,
+    nan_policy, id, group_by, top, exact_quantiles, ci, bootstrap, seed, multioutput, input_format,
+    chunk_rows, backend, per_row, fail_above,
     baseline (a report's path), max_increase ('2%' or '0.01'), labels (a path) and on (a key column).
     """
     from smoothl1_cli.evaluation import Options
@@ -104,12 +105,12 @@ def _names(names: str | Sequence[str] | None) -> tuple[str, ...]:
 def _sources(source: Any, input_format: str | None) -> list[Any]:
     import pyarrow as pa
 
-    from smoothl1_cli.readers import open_source, source_from_table
+    from smoothl1_cli.readers import source_from_table
 
     if isinstance(source, pa.Table):
         return [source_from_table(source, "<Table>")]
     if isinstance(source, str | Path):
-        return [open_source(source, input_format)]
+        return open_all([str(source)], input_format)  # a directory or a glob, as on the command line
     if isinstance(source, Sequence) and source and all(isinstance(s, str | Path) for s in source):
         return open_all([str(s) for s in source], input_format)
     if type(source).__module__.startswith("pandas"):
@@ -196,12 +197,11 @@ def run(
             plan = plan_columns(sources[0], settings)
             out = sys.stdout.buffer if per_row == "-" else stack.enter_context(atomic_output(per_row, "--per-row"))
             sink = (ParquetRowSink if parquet else CsvRowSink)(out, plan.id, [pred for pred, _ in plan.pairs])
+            stack.callback(sink.close)  # before the file it writes to is closed (or, on an error, removed)
         report = evaluate_sources(sources, settings, sink)
-        if sink is not None:
-            sink.close()
     if fail_above is not None:
         report = report.with_gate(gate.fail_above(report, fail_above))
-    if saved is not None and baseline is not None:
+    if saved is not None and baseline is not None:  # (both or neither: for the type checker)
         comparison = gate.compare(saved, report.to_dict(), tolerance, baseline)
         report = report.with_gate(comparison.gate, comparison)
     return report

@@ -120,9 +120,15 @@ def _sigterm(signum: int, frame: Any) -> NoReturn:
 @click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="How many worst rows.")
 @click.option("--ci", type=float, metavar="LEVEL", help="Bootstrap confidence interval at LEVEL (e.g. 0.95).")
 @click.option("--bootstrap", type=click.IntRange(min=2), default=1000, show_default=True, help="Bootstrap replicates.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed (same seed, same interval).")
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**64 - 1),
+    default=0,
+    show_default=True,
+    help="Bootstrap seed (same seed, same interval).",
+)
 @click.option("--exact-quantiles", is_flag=True, help="Exact p50..p99 (memory grows with rows) instead of the sketch.")
-@click.option("--per-row", "per_row", metavar="FILE", help="Also write per-row losses as CSV (- for stdout).")
+@click.option("--per-row", "per_row", metavar="FILE", help="Also write per-row losses: CSV, .parquet, or - for stdout.")
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
 @click.option("-o", "--output", metavar="FILE", help="Also write the JSON report to FILE (atomically).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the value(s).")

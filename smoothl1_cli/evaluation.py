@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from smoothl1_cli import backends, kernel
 from smoothl1_cli.errors import InputError
-from smoothl1_cli.readers import Source, beyond_exact_integers, to_float64, to_int64
+from smoothl1_cli.readers import TYPED_FORMATS, Source, beyond_exact_integers, to_float64, to_int64
 from smoothl1_cli.report import GroupResult, InputInfo, Report, Result, WorstRow
 from smoothl1_cli.sketch import EXACT_LIMIT, QuantileSketch
 from smoothl1_cli.stats import Chunk, GroupStats, LossStats
@@ -33,7 +33,6 @@ NAN_POLICIES = ("error", "omit", "propagate")
 MULTIOUTPUTS = ("elementwise", "row-sum")
 PRED_NAMES = ("pred", "prediction", "y_pred", "yhat", "y_hat")
 DEFAULT_CHUNK_ROWS = 65_536
-TYPED_FORMATS = ("parquet", "ipc", "table")  # their schema, not a guess, says what is numeric
 TEXT_FORMATS = ("csv", "tsv")
 _PLAIN_INT = re.compile(r"-?(0|[1-9][0-9]{0,17})")
 
@@ -79,6 +78,8 @@ class Options:
             raise InputError(f"--chunk-rows must be at least 1, not {self.chunk_rows}")
         if self.ci is not None and not 0 < self.ci < 1:
             raise InputError(f"--ci is a confidence level between 0 and 1 (such as 0.95), not {self.ci}")
+        if not 0 <= self.seed < 2**64:
+            raise InputError(f"--seed must be a whole number from 0 to 2**64 - 1, not {self.seed}")
         if self.bootstrap < 2:
             raise InputError(f"--bootstrap needs at least 2 replicates (1000 is usual), not {self.bootstrap}")
         self._check_parameter()
@@ -345,6 +346,7 @@ class _Run:
         if weight is not None:
             self._check_weights(weight, rows)
         ids_of = _ids_getter(piece.ids, keep)
+        group_codes = self.groups.codes_of(piece.groups, keep) if self.groups is not None else None
         losses = []
         parameter = self.options.parameter
         with np.errstate(invalid="ignore", over="ignore"):
@@ -362,7 +364,8 @@ class _Run:
                 )  # fmt: skip
                 self.stats[index] = self.stats[index].update(chunk)
                 if self.groups is not None:
-                    self.groups.update(index, piece.groups, keep, chunk)
+                    assert group_codes is not None
+                    self.groups.update(index, group_codes, chunk)
                 losses.append(loss)
             if self.row_sum is not None:
                 self.row_sum = self.row_sum.update(self._row_sum_chunk(columns, losses, rows, weight))
@@ -432,13 +435,11 @@ class _Groups:
     def __init__(self, results: int) -> None:
         self.codes: dict[Any, int] = {}
         self.stats = [GroupStats.empty(0) for _ in range(results)]
-        self._cached: tuple[int, np.ndarray[Any, Any]] | None = None  # codes of the current chunk
 
-    def _codes_of(self, groups: list[pa.Array], keep: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
+    def codes_of(self, groups: list[pa.Array], keep: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
+        """The group code of each (kept) row of a chunk; new values get the next codes."""
         column = _concat_ids(groups)
         assert column is not None
-        if self._cached is not None and self._cached[0] == id(column):
-            return self._cached[1]
         encoded = column.dictionary_encode(null_encoding="encode")
         mapping = np.array(
             [self.codes.setdefault(_json_id(value), len(self.codes)) for value in encoded.dictionary.to_pylist()],
@@ -446,20 +447,16 @@ class _Groups:
         )
         indices = to_int64(encoded.indices)
         codes = mapping[indices] if mapping.size else indices
-        if keep is not None:
-            codes = codes[keep]
-        self._cached = (id(column), codes)
-        return codes
+        return codes[keep] if keep is not None else codes
 
-    def update(self, index: int, groups: list[pa.Array], keep: np.ndarray[Any, Any] | None, chunk: Chunk) -> None:
-        codes = self._codes_of(groups, keep)
+    def update(self, index: int, codes: np.ndarray[Any, Any], chunk: Chunk) -> None:
         self.stats[index] = self.stats[index].update(codes, len(self.codes), chunk)
 
     def results(self, plan: Plan, reduction: str, from_text: bool) -> tuple[GroupResult, ...]:
         """Every group's result for every pred, groups sorted by value (missing values last).
 
         A group whose rows were all omitted is left out. Keys read from delimited text are text;
-        where every one is an integer written plainly (no sign, no leading zero), they become
+        where every one is an integer written plainly (no plus sign, no leading zero), they become
         integers, as Arrow's type inference (and so a Parquet copy of the file) would have them.
         """
         counts = self.stats[0].grown(len(self.codes)).count

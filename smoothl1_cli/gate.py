@@ -153,6 +153,7 @@ def load_report(path: str) -> dict[str, Any]:
             not (isinstance(result, dict) and isinstance(result.get("pred"), str))
             or isinstance(value, bool)
             or not (value is None or isinstance(value, int | float))
+            or (isinstance(value, int) and abs(value) > 2**1023)  # beyond float64
         ):
             raise InputError(f"{path}: a result without a 'pred' name and a numeric 'value': {str(result)[:80]}")
     return report

@@ -2,7 +2,8 @@
 
 Both functions evaluate exactly PyTorch's expressions, in PyTorch's order, so every
 term is bit-identical to `torch.nn.functional.smooth_l1_loss(..., reduction="none")`
-(and `huber_loss`) in float64.
+(and `huber_loss`) in float64; the one exception is `_extreme_quadratic`, where PyTorch's
+intermediate leaves float64's range and smoothl1 returns the right value instead.
 """
 
 from __future__ import annotations

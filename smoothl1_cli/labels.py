@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from smoothl1_cli.errors import InputError
-from smoothl1_cli.readers import Source
+from smoothl1_cli.readers import TYPED_FORMATS, Source
 
 BATCH_ROWS = 65_536  # how the labels file is read; the evaluation re-cuts rows into its own chunks
 
@@ -80,9 +80,12 @@ def with_labels(sources: Sequence[Source], labels: Source, targets: Sequence[str
 
 def _load_keyed(labels: Source, targets: list[str], on: str) -> pa.Table:
     try:
-        table = pa.Table.from_batches(list(labels.batches([on, *targets], {on}, BATCH_ROWS)))
+        batches = list(labels.batches([on, *targets], {on}, BATCH_ROWS))
     finally:
         labels.close()
+    if not batches:
+        raise InputError(f"{labels.label}: the labels file has no rows")
+    table = pa.Table.from_batches(batches)
     keys = table.column(on)
     if pc.count_distinct(keys, mode="all").as_py() != table.num_rows:
         counts = pc.value_counts(keys)
@@ -91,11 +94,13 @@ def _load_keyed(labels: Source, targets: list[str], on: str) -> pa.Table:
     return table
 
 
-def _with_targets(source: Source, labels: Source, targets: list[str]) -> Source:
+def _with_targets(source: Source, labels: Source, targets: list[str], on: str | None) -> Source:
     columns = source.columns + [t for t in targets if t not in source.columns]
     types = {**source.types, **{t: labels.types.get(t, "double") for t in targets}}
-    parsed_as_numbers = labels.format not in ("parquet", "ipc", "table")  # text: read as float64 when asked
-    numeric = (source.numeric - set(targets)) | {t for t in targets if parsed_as_numbers or t in labels.numeric}
+    parsed_as_numbers = labels.format not in TYPED_FORMATS  # text: read as float64 when asked
+    numeric = (set(source.numeric) - set(targets) - {on}) | {
+        t for t in targets if parsed_as_numbers or t in labels.numeric
+    }  # the key joins, it is no prediction
     return replace(source, columns=columns, numeric=numeric, types=types)
 
 
@@ -130,7 +135,7 @@ def _joined(source: Source, labels: Source, table: pa.Table, targets: list[str],
             yield _assemble(columns, batch, table.select(targets).take(index))
             row += batch.num_rows
 
-    return replace(_with_targets(source, labels, targets), stream_batches=stream)
+    return replace(_with_targets(source, labels, targets, on), stream_batches=stream)
 
 
 def _zipped(source: Source, labels: Source, lockstep: _Lockstep, targets: list[str], last: bool) -> Source:
@@ -146,4 +151,4 @@ def _zipped(source: Source, labels: Source, lockstep: _Lockstep, targets: list[s
         if last:
             labels.close()
 
-    return replace(_with_targets(source, labels, targets), stream_batches=stream, close=close)
+    return replace(_with_targets(source, labels, targets, None), stream_batches=stream, close=close)

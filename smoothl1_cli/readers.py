@@ -41,6 +41,7 @@ EXTENSIONS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
 }
+TYPED_FORMATS = ("parquet", "ipc", "table")  # their schema, not a guess, says what is numeric
 COMPRESSIONS = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd", ".lz4": "lz4"}
 MAGIC = ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"BZh", "bz2"), (b"\x04\x22\x4d\x18", "lz4"))
 BLOCK_BYTES = 8 << 20  # text is parsed in record-aligned blocks of about this size (measured best: 4-8 MiB)
@@ -142,6 +143,10 @@ class _Inferred(AbstractSet[str]):
 
     def __len__(self) -> int:
         return len(self._get())
+
+    @classmethod
+    def _from_iterable(cls, items: Any) -> set[str]:  # type: ignore[override]  # what a - b and a | b build
+        return set(items)
 
 
 @dataclass
@@ -344,7 +349,8 @@ def _open_random_access(label: str, file: pa.NativeFile, fmt: str, size: int | N
         def parquet_batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
             metadata = parquet.metadata
             share = (size or 0) / max(metadata.num_rows, 1)  # progress in bytes, by rows read
-            wanted = [metadata.schema.names.index(name) for name in columns]
+            leaves = [metadata.schema.column(i).path.split(".")[0] for i in range(metadata.num_columns)]
+            wanted = [i for i, top in enumerate(leaves) if top in columns]  # a struct's leaves count too
             for group in range(metadata.num_row_groups):
                 row_group = metadata.row_group(group)
                 encoded = sum(row_group.column(i).total_uncompressed_size for i in wanted)
@@ -784,6 +790,10 @@ def _locate_json_error(block: bytes, numeric: list[str], reader: _TextReader, ex
             return f"{where}: not valid JSON: {_shorten(line.decode('utf-8', errors='replace'))!r}"
         if not isinstance(record, dict):
             return f"{where}: expected a JSON object, found {_shorten(line.decode('utf-8', errors='replace'))!r}"
+        try:
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{where}: a string holds an unpaired UTF-16 surrogate escape (such as \\udc00), which is not text"
         for name in numeric:
             value = record.get(name)
             if isinstance(value, bool) or not (value is None or isinstance(value, int | float)):

@@ -39,6 +39,13 @@ MARKDOWN_LIMIT = 512 * 1024  # GitHub's job summary takes 1 MiB; stay well under
 BAR_WIDTH = 30
 
 
+def _rich(value: Any) -> str:
+    """Text from the data (names, ids, paths) for a rich table: shown as it is, never read as markup."""
+    from rich.markup import escape
+
+    return escape(short(value))
+
+
 def short(value: Any) -> str:
     """A number for people: six significant digits; NaN and infinities as nan, inf, -inf."""
     if isinstance(value, float):
@@ -98,7 +105,7 @@ def render_csv(report: Report, out: TextIO) -> None:
         )
     for group in report.groups:
         r = group.result
-        writer.writerow([short(group.group), r.pred, r.target, "", *(_full(_stat(r, n)) for n in CSV_COLUMNS)])
+        writer.writerow([_full(group.group), r.pred, r.target, "", *(_full(_stat(r, n)) for n in CSV_COLUMNS)])
 
 
 def _md(text: Any) -> str:
@@ -186,11 +193,11 @@ def render_table(report: Report, out: TextIO) -> None:
     from rich.table import Table
 
     console = Console(file=out, highlight=False)
-    table = Table(title=_title(report), caption=_inputs(report))  # a column per result: fits 80 columns
+    table = Table(title=_title(report), caption=_rich(_inputs(report)))  # a column per result: fits 80 columns
     table.add_column("")
     for result in report.all_results:
-        table.add_column(result.pred, justify="right", style="bold" if result is report.overall else None)
-    table.add_row("target", *(result.target for result in report.all_results))
+        table.add_column(_rich(result.pred), justify="right", style="bold" if result is report.overall else None)
+    table.add_row("target", *(_rich(result.target) for result in report.all_results))
     for name in STAT_COLUMNS:
         table.add_row(name, *(short(_stat(result, name)) for result in report.all_results))
     for label, cells in _uncertainty_rows(report):
@@ -203,8 +210,10 @@ def render_table(report: Report, out: TextIO) -> None:
         for name in ["row", *(["id"] if report.id_column else []), "pred", "prediction", "actual", "loss"]:
             worst.add_column(name, justify="left" if name in ("id", "pred") else "right")
         for row in report.worst_rows:
-            ident = [short(row.id)] if report.id_column else []
-            worst.add_row(str(row.row), *ident, row.pred, short(row.prediction), short(row.actual), short(row.loss))
+            ident = [_rich(row.id)] if report.id_column else []
+            worst.add_row(
+                str(row.row), *ident, _rich(row.pred), short(row.prediction), short(row.actual), short(row.loss)
+            )
         console.print(worst)
     if report.groups:
         console.print(_groups_table(report))
@@ -224,12 +233,12 @@ def _groups_table(report: Report) -> Any:
         if len(shown) < len(report.groups)
         else None
     )
-    table = Table(title=f"by {report.group_by}", caption=caption)
+    table = Table(title=f"by {_rich(report.group_by)}", caption=caption)
     for name in (report.group_by or "group", "pred", *TABLE_GROUP_COLUMNS):
-        table.add_column(name, justify="right" if name in TABLE_GROUP_COLUMNS else "left")
+        table.add_column(_rich(name), justify="right" if name in TABLE_GROUP_COLUMNS else "left")
     for group in shown:
         table.add_row(
-            short(group.group), group.result.pred, *(short(_stat(group.result, n)) for n in TABLE_GROUP_COLUMNS)
+            _rich(group.group), _rich(group.result.pred), *(short(_stat(group.result, n)) for n in TABLE_GROUP_COLUMNS)
         )
     return table
 
@@ -247,7 +256,7 @@ def _uncertainty_rows(report: Report) -> list[tuple[str, list[Any]]]:
     return [
         (f"{level} ci low", field("ci", "low")),
         (f"{level} ci high", field("ci", "high")),
-        (f"Δ vs {results[0].pred}", field("paired", "difference")),
+        (f"Δ vs {_rich(results[0].pred)}", field("paired", "difference")),
         (f"Δ {level} ci low", field("paired", "low")),
         (f"Δ {level} ci high", field("paired", "high")),
         ("Δ p-value", field("paired", "p_value")),
@@ -259,7 +268,7 @@ def _histogram(result: Result) -> Any:
     from rich.table import Table
 
     bins = result.summary.distribution.histogram() if result.summary.distribution is not None else []
-    table = Table(title=f"loss distribution: {result.pred}", show_header=False, box=None, padding=(0, 1))
+    table = Table(title=f"loss distribution: {_rich(result.pred)}", show_header=False, box=None, padding=(0, 1))
     table.add_column(justify="right")
     table.add_column()
     table.add_column(justify="right")
@@ -281,7 +290,7 @@ def _changes_table(comparison: Comparison) -> Any:
     style = {"ok": "green", "regressed": "bold red", "missing": "bold red", "new": "yellow"}
     for c in comparison.changes:
         table.add_row(
-            c.pred, short(c.baseline), short(c.current), short(c.change), _percent(c.relative_change),
+            _rich(c.pred), short(c.baseline), short(c.current), short(c.change), _percent(c.relative_change),
             f"[{style[c.verdict]}]{c.verdict}[/]",
         )  # fmt: skip
     return table

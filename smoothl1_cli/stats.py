@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -295,15 +295,19 @@ class LossStats:
         loss, w = chunk.loss, chunk.weight
         if loss.size == 0:
             return self
+        rows_read = int(loss.size)
+        if w is not None and not bool(w.all()):
+            chunk = _without_weightless_rows(chunk)  # 0 * inf is NaN: a weight-0 row must not reach a sum
+            loss, w = chunk.loss, chunk.weight
         with np.errstate(invalid="ignore", over="ignore"):
             seen = loss if w is None else loss[w > 0]
             lowest = float(seen.min()) if seen.size else math.inf
             highest = float(seen.max()) if seen.size else -math.inf
             return LossStats(
                 self.top_k,
-                self.count + int(loss.size),
+                self.count + rows_read,
                 self.loss.merge(ExactSum.of(loss, w)),
-                self.weight.add(float(loss.size)) if w is None else self.weight.merge(ExactSum.of(w)),
+                self.weight.add(float(rows_read)) if w is None else self.weight.merge(ExactSum.of(w)),
                 self.abs_diff.merge(ExactSum.of(chunk.abs_diff, w)),
                 self.sq_diff.merge(
                     ExactSum.of(chunk.abs_diff, w, square=True)
@@ -367,6 +371,29 @@ class LossStats:
             name: estimate if math.isnan(estimate) else min(max(estimate, self.min), self.max)
             for name, estimate in zip(QUANTILES, estimates, strict=True)
         }
+
+
+def _without_weightless_rows(chunk: Chunk) -> Chunk:
+    """The chunk's sums without its weight-0 rows (they still count as rows read, and the worst rows
+    and quantiles skip them on their own)."""
+    assert chunk.weight is not None
+    keep = chunk.weight > 0
+    return replace(
+        chunk,
+        loss=chunk.loss[keep],
+        abs_diff=chunk.abs_diff[keep],
+        sq_diff=None if chunk.sq_diff is None else chunk.sq_diff[keep],
+        linear=chunk.linear[keep],
+        rows=chunk.rows[keep],
+        weight=chunk.weight[keep],
+        prediction=None if chunk.prediction is None else chunk.prediction[keep],
+        actual=None if chunk.actual is None else chunk.actual[keep],
+        ids_of=None if chunk.ids_of is None else _positions_of(chunk.ids_of, np.flatnonzero(keep)),
+    )
+
+
+def _positions_of(ids_of: Callable[[np.ndarray[Any, Any]], Sequence[Any]], kept: np.ndarray[Any, Any]) -> Any:
+    return lambda positions: ids_of(kept[positions])
 
 
 def _sqrt_ratio(a: ExactSum, b: ExactSum) -> float:

@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -21,9 +22,16 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import settings
 
 from smoothl1_cli import readers
 from smoothl1_cli.cli import cli
+
+# Property tests are reproducible by default (the same examples on every run, in CI too); a
+# longer, random exploration is a profile away: HYPOTHESIS_PROFILE=long (see tests/test_fuzz.py).
+settings.register_profile("reproducible", derandomize=True, database=None)
+settings.register_profile("long", max_examples=5000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 
 TEXT_FORMATS = ("csv", "tsv", "jsonl", "csv.gz", "csv.bz2", "csv.zst", "csv.lz4", "tsv.gz", "jsonl.gz")
 BINARY_FORMATS = ("parquet", "arrow", "feather")
