@@ -12,6 +12,7 @@ import csv
 import glob
 import io
 import json
+import os
 import re
 import sys
 from collections import Counter
@@ -196,8 +197,13 @@ def open_source(spec: str | Path, input_format: str | None = None) -> Source:
         codec = _compression(head)
         if fmt in ("parquet", "ipc") and codec is None:
             return _open_random_access(label, pa.OSFile(str(path)), fmt, size)
-        stream = _Prefixed(_file_stream(path, codec))
-        return _open_stream(label, stream, fmt, size, _newline_counter(lambda: _file_stream(path, codec)))
+        raw = _file_stream(path, codec)
+        # Line numbers are counted in the very file being read (its descriptor), not whatever the
+        # path names by the time an error needs one; a compressed file is decompressed again.
+        count_lines = (
+            _pread_counter(raw.fileno()) if codec is None else _newline_counter(lambda: _file_stream(path, codec))
+        )
+        return _open_stream(label, _Prefixed(raw), fmt, size, count_lines)
     except FileNotFoundError as exc:
         raise InputError(f"{label}: no such file") from exc
     except PermissionError as exc:
@@ -490,6 +496,22 @@ def _read_into(stream: _Prefixed, view: memoryview) -> int:
             break
         filled += got
     return filled
+
+
+def _pread_counter(descriptor: int) -> Callable[[int], int | None]:
+    """Counts the newlines in the first `size` bytes of an open file, without moving its position."""
+
+    def count(size: int) -> int | None:
+        lines, offset = 0, 0
+        while offset < size:
+            data = os.pread(descriptor, min(size - offset, BLOCK_BYTES), offset)
+            if not data:
+                break
+            lines += data.count(b"\n")
+            offset += len(data)
+        return lines
+
+    return count
 
 
 def _newline_counter(open_again: Callable[[], IO[bytes]]) -> Callable[[int], int | None]:

@@ -192,11 +192,6 @@ def bad_value_after_two_blocks(tmp_path: Path) -> tuple[Path, int]:
     return path, rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an input deleted while read loses its error: '[Errno 2] No such file or directory' replaces "
-    "\"row N, column 'pred': 'x' is not a number\" (the file is opened again by path to count lines)",
-)
 def test_input_deleted_while_read_still_reports_its_own_error(smoothl1_command, tmp_path) -> None:
     """`smoothl1 eval tmp.csv & rm tmp.csv` (or a rotated log): the open descriptor still reads the
     whole file, so its error must still be the one in the data."""
@@ -210,11 +205,6 @@ def test_input_deleted_while_read_still_reports_its_own_error(smoothl1_command, 
     assert "'x' is not a number" in err.decode(), err.decode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an input replaced while read gets a line number counted in the replacement file "
-    "(line 1048582 for line 3145730)",
-)
 def test_input_replaced_while_read_reports_the_right_line(smoothl1_command, tmp_path) -> None:
     """The row and the line of an error are those of the file that was read: the line may be left
     out when it cannot be known, never taken from another file."""
