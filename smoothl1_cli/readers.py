@@ -531,6 +531,15 @@ def _newline_counter(open_again: Callable[[], IO[bytes]]) -> Callable[[int], int
     return count
 
 
+def _field_starts(buffer: np.ndarray[Any, Any], positions: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Which positions begin a field: the block's first byte, or one after a separator or line break."""
+    before = buffer[np.maximum(positions - 1, 0)]
+    starts: np.ndarray[Any, Any] = positions == 0
+    for separator in b",\t;\n\r":
+        starts |= before == separator
+    return starts
+
+
 def _quoted_fields(data: bytes | bytearray | memoryview, end: int) -> bool:
     """Whether data[:end] has a quote that opens a field (at a line's or field's start): only then
     can a newline be inside quotes. A quote within a field (12" pipe) is just a character."""
@@ -538,23 +547,53 @@ def _quoted_fields(data: bytes | bytearray | memoryview, end: int) -> bool:
     if owner.find(b'"', 0, end) < 0:
         return False
     buffer = np.frombuffer(owner, dtype=np.uint8, count=end)
-    quotes = np.flatnonzero(buffer == ord('"'))
-    before = buffer[np.maximum(quotes - 1, 0)]
-    opening = quotes == 0
-    for separator in b",\t;\n\r":
-        opening |= before == separator
-    return bool(opening.any())
+    return bool(_field_starts(buffer, np.flatnonzero(buffer == ord('"'))).any())
 
 
 def _last_boundary(data: bytes | bytearray, end: int, quoted: bool) -> int:
-    """Index just past the last newline in data[:end] that ends a record (not one inside quotes)."""
+    """Index just past the last newline in data[:end] that ends a record (not one inside quotes).
+
+    Where every quoted field is well formed, quote parity tells (a "" escape keeps it), in one
+    vectorized pass. A quote inside an unquoted field (12") would throw parity off; where the
+    quotes that parity takes for openings are not all at a field's start, the quotes are lexed
+    one by one instead, as the CSV reader does.
+    """
     last = data.rfind(b"\n", 0, end)
     if not quoted or last < 0 or not _quoted_fields(data, end):
         return last + 1
     buffer = np.frombuffer(data, dtype=np.uint8, count=end)
-    open_quotes = np.cumsum(buffer == ord('"')) % 2  # "" escapes keep the parity right
-    newlines = np.flatnonzero((buffer == ord("\n")) & (open_quotes == 0))
-    return int(newlines[-1]) + 1 if newlines.size else 0
+    quotes = np.flatnonzero(buffer == ord('"'))
+    newlines = np.flatnonzero(buffer == ord("\n"))
+    if _field_starts(buffer, quotes[0::2]).all():
+        inside = np.searchsorted(quotes, newlines) % 2 == 1  # an odd number of quotes before it
+    else:
+        inside = _inside_quotes(buffer, quotes, newlines, end)
+    outside = newlines[~inside]
+    return int(outside[-1]) + 1 if outside.size else 0
+
+
+def _inside_quotes(
+    buffer: np.ndarray[Any, Any], quotes: np.ndarray[Any, Any], newlines: np.ndarray[Any, Any], end: int
+) -> np.ndarray[Any, Any]:
+    """For each newline, whether a quoted field holds it: quotes lexed in order (slow path)."""
+    openings = _field_starts(buffer, quotes)
+    starts, stops = [], []
+    index, count = 0, len(quotes)
+    while index < count:
+        if not openings[index]:
+            index += 1  # a quote inside an unquoted field: just a character
+            continue
+        starts.append(int(quotes[index]))
+        index += 1
+        while index < count and index + 1 < count and quotes[index + 1] == quotes[index] + 1:
+            index += 2  # "" inside the quotes: an escaped quote
+        stops.append(int(quotes[index]) if index < count else end)
+        index += 1
+    if not starts:
+        return np.zeros(newlines.size, dtype=bool)
+    interval = np.searchsorted(np.array(starts), newlines, side="right") - 1
+    inside: np.ndarray[Any, Any] = (interval >= 0) & (newlines < np.array(stops)[np.maximum(interval, 0)])
+    return inside
 
 
 def _split_header(stream: _Prefixed, label: str) -> tuple[str, int, int]:
