@@ -176,7 +176,7 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
         with atomic_output(output, "-o") as file:
             file.write(text.getvalue().encode())
     if per_row != "-":
-        renderer = "quiet" if quiet else fmt if fmt != "auto" else ("table" if sys.stdout.isatty() else "json")
+        renderer = "quiet" if quiet else _chosen(fmt)
         RENDERERS[renderer](report, sys.stdout)
         sys.stdout.flush()
     if not report.gate.passed:
@@ -206,11 +206,16 @@ def compare_command(ctx: click.Context, baseline: str, current: str, max_increas
 
     tolerance = gate.Tolerance.parse(max_increase)
     comparison = gate.compare(gate.load_report(baseline), gate.load_report(current), tolerance, baseline)
-    renderer = fmt if fmt != "auto" else ("table" if sys.stdout.isatty() else "json")
+    renderer = _chosen(fmt)
     COMPARISON_RENDERERS[renderer](comparison, sys.stdout)
     sys.stdout.flush()
     if not comparison.gate.passed:
         ctx.exit(ExitCode.GATE_FAILED)
+
+
+def _chosen(fmt: str) -> str:
+    """-f auto: a table for a person at a terminal, JSON for a pipe or a file."""
+    return fmt if fmt != "auto" else ("table" if sys.stdout.isatty() else "json")
 
 
 PROGRESS_MIN_BYTES = 64 << 20

@@ -347,7 +347,7 @@ class _Run:
             self._check_weights(weight, rows)
         ids_of = _ids_getter(piece.ids, keep)
         group_codes = self.groups.codes_of(piece.groups, keep) if self.groups is not None else None
-        losses = []
+        losses, chunks = [], []
         parameter = self.options.parameter
         with np.errstate(invalid="ignore", over="ignore"):
             for index, (pred, target) in enumerate(self.plan.pairs):
@@ -367,8 +367,9 @@ class _Run:
                     assert group_codes is not None
                     self.groups.update(index, group_codes, chunk)
                 losses.append(loss)
+                chunks.append(chunk)
             if self.row_sum is not None:
-                self.row_sum = self.row_sum.update(self._row_sum_chunk(columns, losses, rows, weight))
+                self.row_sum = self.row_sum.update(_row_sum(chunks))
             if self.boot is not None:
                 self.boot = self.boot.update(rows, losses, weight)
         if self.sink is not None:
@@ -376,24 +377,6 @@ class _Run:
             self.sink.write(
                 np.arange(start, start + n, dtype=np.int64), _concat_ids(piece.ids), _spread(losses, keep, n), omitted
             )
-
-    def _row_sum_chunk(
-        self,
-        columns: dict[str, np.ndarray[Any, Any]],
-        losses: list[np.ndarray[Any, Any]],
-        rows: np.ndarray[Any, Any],
-        weight: np.ndarray[Any, Any] | None,
-    ) -> Chunk:
-        diffs = [columns[pred] - columns[target] for pred, target in self.plan.pairs]
-        abs_diffs = [np.abs(d) for d in diffs]
-        return Chunk(
-            reduce(np.add, losses),
-            reduce(np.add, abs_diffs),
-            reduce(np.add, [np.square(d) for d in diffs]),
-            reduce(np.add, [(a >= self.options.parameter).astype(np.float64) for a in abs_diffs]) / len(diffs),
-            rows,
-            weight,
-        )
 
     def _note_overflow(
         self,
@@ -486,6 +469,19 @@ class _RowError(Exception):
     def __init__(self, row: int, column: str, value: float, problem: str) -> None:
         super().__init__(row, column, value, problem)
         self.row, self.column, self.value, self.problem = row, column, value, problem
+
+
+def _row_sum(chunks: list[Chunk]) -> Chunk:
+    """The k outputs' chunks as one row-sum chunk: losses, |d| and d**2 summed over the outputs, the
+    linear share averaged (its NaN, under propagate, stays NaN)."""
+    return Chunk(
+        reduce(np.add, [c.loss for c in chunks]),
+        reduce(np.add, [c.abs_diff for c in chunks]),
+        reduce(np.add, [np.square(c.abs_diff) for c in chunks]),
+        reduce(np.add, [c.linear.astype(np.float64) for c in chunks]) / len(chunks),
+        chunks[0].rows,
+        chunks[0].weight,
+    )
 
 
 def _ids_getter(

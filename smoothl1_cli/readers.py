@@ -640,7 +640,7 @@ def _open_delimited(
     _check_names(label, names)
     reader = _TextReader(label, stream, True, header_bytes, 0, count_lines, header_newlines)
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
-    numeric = _Inferred(lambda: _infer_numeric(label, stream.peek(SNIFF_BYTES), names, parse))
+    numeric = _Inferred(lambda: _infer_numeric(stream.peek(SNIFF_BYTES), names, parse))
 
     def batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
         wanted = {name: pa.string() if name in text else pa.float64() for name in columns}
@@ -668,7 +668,7 @@ def _check_names(label: str, names: list[str]) -> None:
         seen.add(name)
 
 
-def _infer_numeric(label: str, block: bytes, names: list[str], parse: pacsv.ParseOptions) -> set[str]:
+def _infer_numeric(block: bytes, names: list[str], parse: pacsv.ParseOptions) -> set[str]:
     """Numeric columns, by Arrow's type inference over the first block."""
     sample = block[: _last_boundary(block, len(block), quoted=True) or len(block)]
     if not sample:

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from smoothl1_cli import evaluate
+from smoothl1_cli.bootstrap import BootstrapStats
 from tests.conftest import invoke, reference_mean
 
 ROWS = 400
@@ -231,3 +232,16 @@ def test_the_facade_keeps_evaluate_a_function_after_a_run():
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout == b"0.125\n"
+
+
+def test_bootstrap_statistics_merge_like_every_accumulator() -> None:
+    """Two halves reduced apart and merged give the replicates of the whole (weights are a function
+    of the row, so where a row was reduced does not matter)."""
+    rng = np.random.default_rng(3)
+    loss, rows = rng.exponential(size=1000), np.arange(1000, dtype=np.int64)
+    whole = BootstrapStats.empty(1, 200, seed=5).update(rows, [loss], None)
+    first = BootstrapStats.empty(1, 200, seed=5).update(rows[:400], [loss[:400]], None)
+    second = BootstrapStats.empty(1, 200, seed=5).update(rows[400:], [loss[400:]], None)
+    merged = first.merge(second)
+    assert np.allclose(merged.replicate_values(0, "mean"), whole.replicate_values(0, "mean"), rtol=1e-12)
+    assert np.array_equal(merged.weights, whole.weights)
