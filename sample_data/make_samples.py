@@ -1,6 +1,6 @@
 """Regenerate the sample files (seeded, so the output is the same every time).
 
-    .venv/bin/python sample_data/make_samples.py
+.venv/bin/python sample_data/make_samples.py
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 HERE = Path(__file__).parent
+
 
 def write_csv(table: pa.Table, path: Path) -> None:
     """Plain CSV, no quotes (Arrow's writer always quotes the header; no sample value needs quotes)."""

@@ -33,6 +33,21 @@ settings.register_profile("reproducible", derandomize=True, database=None)
 settings.register_profile("long", max_examples=5000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run the tests marked slow (large files)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `slow` run only with --run-slow: the default suite stays fast."""
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 TEXT_FORMATS = ("csv", "tsv", "jsonl", "csv.gz", "csv.bz2", "csv.zst", "csv.lz4", "tsv.gz", "jsonl.gz")
 BINARY_FORMATS = ("parquet", "arrow", "feather")
 ALL_FORMATS = TEXT_FORMATS + BINARY_FORMATS

@@ -1,15 +1,18 @@
-"""Resource bounds: pathological inputs are refused, or processed within a stated memory and time bound.
+"""Resource bounds: pathological inputs are refused, or processed within a stated memory bound.
 
 Each run is a real process whose peak resident memory comes from the kernel (os.wait4's rusage
-of that one child), and whose time is wall-clock. Bounds, stated here once:
+of that one child). Bounds, stated here once:
 
-- a line longer than 64 MiB (readers.MAX_RECORD_BYTES) arriving on a pipe: refused with exit 2
-  within LINE_SECONDS, peak RSS under LINE_RSS_MB, having read well short of the whole stream;
-- a 100,000-column header with a few rows: done within WIDE_SECONDS, peak RSS under WIDE_RSS_MB;
+- a line longer than 64 MiB (readers.MAX_RECORD_BYTES) arriving on a pipe: refused with exit 2,
+  peak RSS under LINE_RSS_MB, having read well short of the whole stream;
+- a 100,000-column header with a few rows: done, peak RSS under WIDE_RSS_MB;
 - a Parquet row group whose needed columns decode to more than 256 MiB: streamed, so peak RSS
   stays under the RSS of a trivial run plus half the decoded size of those columns.
 
-The two Parquet tests write 17M-row files (one of 272 MB) and are marked `slow`.
+Time is not measured (it depends on the machine's load): a run is killed after SAFETY_SECONDS,
+a safety net far above the second these take, and below the minutes the quadratic costs that
+were found took. The two Parquet tests write 17M-row files (one of 272 MB) and are marked `slow`
+(run them with --run-slow).
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import contextlib
 import os
 import subprocess
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,25 +30,24 @@ import pyarrow.parquet as pq
 import pytest
 
 MB = 1 << 20
-LINE_SECONDS, LINE_RSS_MB = 20.0, 600
-WIDE_SECONDS, WIDE_RSS_MB = 30.0, 1024
+LINE_RSS_MB = 600
+WIDE_RSS_MB = 1024
+SAFETY_SECONDS = 90
 STREAM_BYTES = 200 * MB
 
 
 @dataclass
 class Measured:
-    code: int  # -9 if it was killed at the time limit
+    code: int  # -9 if it was killed by the safety net
     stdout: bytes
     stderr: bytes
     rss_mb: float
-    seconds: float
     fed: int  # bytes the feeder got into the pipe before it was closed
 
 
-def measure(command: list[str], limit: float, feed: tuple[bytes, bytes, int] | None = None) -> Measured:
-    """Run `command` (stdin fed with prefix + filler byte * count if `feed`), kill it after `limit`
-    seconds, and return its status, output, peak RSS and wall time."""
-    start = time.monotonic()
+def measure(command: list[str], feed: tuple[bytes, bytes, int] | None = None) -> Measured:
+    """Run `command` (stdin fed with prefix + filler byte * count if `feed`), kill it after
+    SAFETY_SECONDS, and return its status, output and peak RSS."""
     process = subprocess.Popen(
         command, stdin=subprocess.PIPE if feed else subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -79,7 +80,7 @@ def measure(command: list[str], limit: float, feed: tuple[bytes, bytes, int] | N
         threads.append(threading.Thread(target=feeder, daemon=True))
     for thread in threads:
         thread.start()
-    killer = threading.Timer(limit, process.kill)
+    killer = threading.Timer(SAFETY_SECONDS, process.kill)
     killer.start()
     _, status, usage = os.wait4(process.pid, 0)
     killer.cancel()
@@ -91,7 +92,6 @@ def measure(command: list[str], limit: float, feed: tuple[bytes, bytes, int] | N
         outputs.get("stdout", b""),
         outputs.get("stderr", b""),
         usage.ru_maxrss / 1024,
-        time.monotonic() - start,
         fed[0],
     )
 
@@ -109,11 +109,10 @@ def one_error_line(stderr: bytes) -> str:
 def test_a_data_line_longer_than_64_mib_is_refused_quickly_in_bounded_memory(smoothl1_command) -> None:
     """200 MB of 'x' with no line break after a header, through a pipe: refused once 64 MiB are
     buffered, without reading the rest of the stream."""
-    run = measure([*smoothl1_command, "eval", "-", "-t", "y"], LINE_SECONDS * 2, (b"y,pred\n", b"x", STREAM_BYTES))
+    run = measure([*smoothl1_command, "eval", "-", "-t", "y"], (b"y,pred\n", b"x", STREAM_BYTES))
     assert run.code == 2, run.stderr.decode()
     line = one_error_line(run.stderr)
     assert "longer than 64 MiB" in line
-    assert run.seconds < LINE_SECONDS, run
     assert run.rss_mb < LINE_RSS_MB, run.rss_mb
     assert run.fed < STREAM_BYTES, "read the whole stream before refusing"
 
@@ -121,11 +120,11 @@ def test_a_data_line_longer_than_64_mib_is_refused_quickly_in_bounded_memory(smo
 def test_a_first_line_longer_than_64_mib_is_refused_quickly(smoothl1_command) -> None:
     """The same 200 MB line, as the header. Found: 133 s to refuse (_split_header grew
     `head += 64 KiB` and rescanned it for a newline each time); fixed: well under a second."""
-    run = measure([*smoothl1_command, "eval", "-", "-t", "y"], LINE_SECONDS, (b"", b"x", STREAM_BYTES))
-    assert run.code == 2, (run.code, run.seconds)
+    run = measure([*smoothl1_command, "eval", "-", "-t", "y"], (b"", b"x", STREAM_BYTES))
+    assert run.code == 2, (run.code, run.stderr[-300:])
     assert "longer than 64 MiB" in one_error_line(run.stderr)
-    assert run.seconds < LINE_SECONDS
     assert run.rss_mb < LINE_RSS_MB
+    assert run.fed < STREAM_BYTES, "read the whole stream before refusing"
 
 
 # --- a very wide header ------------------------------------------------------------------------
@@ -139,9 +138,8 @@ def test_a_100000_column_header_is_evaluated_within_bounds(smoothl1_command, tmp
     row = ",".join(["1", "1.5"] + ["0"] * (columns - 2))
     path = tmp_path / "wide.csv"
     path.write_text(",".join(names) + "\n" + (row + "\n") * 5)
-    run = measure([*smoothl1_command, "eval", str(path), "-t", "y", "-p", "pred", "-q"], WIDE_SECONDS)
-    assert (run.code, run.stdout) == (0, b"0.125\n"), (run.code, run.seconds, run.stderr[-300:])
-    assert run.seconds < WIDE_SECONDS
+    run = measure([*smoothl1_command, "eval", str(path), "-t", "y", "-p", "pred", "-q"])
+    assert (run.code, run.stdout) == (0, b"0.125\n"), (run.code, run.stderr[-300:])
     assert run.rss_mb < WIDE_RSS_MB, run.rss_mb
 
 
@@ -153,7 +151,7 @@ HUGE_ROWS = 17_000_000  # two float64 columns: 272 MB decoded, above the 256 MiB
 def baseline_rss(smoothl1_command: list[str], tmp_path: Path) -> float:
     tiny = tmp_path / "tiny.parquet"
     pq.write_table(pa.table({"y": [0.0], "pred": [3.0]}), tiny)
-    run = measure([*smoothl1_command, "eval", str(tiny), "-t", "y", "-q"], 60)
+    run = measure([*smoothl1_command, "eval", str(tiny), "-t", "y", "-q"])
     assert run.code == 0
     return run.rss_mb
 
@@ -162,7 +160,7 @@ def check_streamed(smoothl1_command: list[str], tmp_path: Path, path: Path) -> N
     decoded_mb = HUGE_ROWS * 2 * 8 / MB
     assert pq.ParquetFile(path).metadata.num_row_groups == 1
     base = baseline_rss(smoothl1_command, tmp_path)
-    run = measure([*smoothl1_command, "eval", str(path), "-t", "y", "-q"], 120)
+    run = measure([*smoothl1_command, "eval", str(path), "-t", "y", "-q"])
     assert (run.code, run.stdout) == (0, b"2.5\n"), run.stderr.decode()[-500:]
     assert run.rss_mb < base + decoded_mb / 2, (
         f"peak {run.rss_mb:.0f} MB, trivial run {base:.0f} MB, decoded {decoded_mb:.0f} MB"

@@ -35,7 +35,8 @@ from tests.conftest import run_command
 
 ROW = b"0,3\n"  # every row: pred 3, target 0, loss 2.5; every truncation of it is a ragged or empty field
 ROW_LOSS = 2.5
-BLOCK = 8 << 20  # readers.BLOCK_BYTES: text is read in blocks of this size
+HEADER = b"y,pred\n"
+MB = 1 << 20
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -78,6 +79,7 @@ def read_position(pid: int, path: Path) -> int | None:
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> None:
+    """Poll for a state the process cannot leave (it is blocked on its input); `timeout` is a safety net."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -133,93 +135,106 @@ def many_rows(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- the input changes while it is read ----------------------------------------------------------
 
 
-def big_input(tmp_path: Path, blocks: float) -> tuple[Path, int]:
+def rows_file(tmp_path: Path, rows: int, last: bytes = b"") -> Path:
     path = tmp_path / "big.csv"
-    rows = int(blocks * BLOCK) // len(ROW)
-    path.write_bytes(b"y,pred\n" + ROW * rows)
-    return path, rows
+    path.write_bytes(HEADER + ROW * rows + last)
+    return path
 
 
-def start_slow_reader(smoothl1_command: list[str], path: Path) -> subprocess.Popen[bytes]:
-    """--chunk-rows 128 makes the reduction slow (seconds per 8 MiB block), so the file is read
-    in several reads, seconds apart: time enough to change it between two."""
-    return subprocess.Popen(
-        [*smoothl1_command, "eval", str(path), "-t", "y", "-p", "pred", "--chunk-rows", "128", "-f", "json"],
+@contextlib.contextmanager
+def stalled_reader(smoothl1_command: list[str], path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """smoothl1 reading `path`, held still in the middle of it: its per-row losses go to a stdout
+    pipe that nobody reads, so once its first line of losses arrived here it has read the start of
+    the file (at least one row) and is blocked writing that block's losses (far more than a pipe
+    holds) before it can read on. The read offset is checked to be short of `path`'s end (the test
+    changes what has not been read yet). The report goes to -o report.json beside the input."""
+    process = subprocess.Popen(
+        [*smoothl1_command, "eval", str(path), "-t", "y", "-p", "pred", "--per-row", "-", "-o",
+         str(path.with_name("report.json"))],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-    )
+        bufsize=0,  # readline() takes no more than its line from the pipe
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline() + process.stdout.readline()
+        assert first == b"row,loss\n0,2.5\n", (first, process.stderr.read() if process.poll() is not None else b"")
+        position = read_position(process.pid, path)
+        assert position is not None
+        assert position < path.stat().st_size, f"read {position} bytes already: nothing left to change under it"
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
-def test_input_truncated_while_being_read_gives_a_consistent_value_or_one_error(smoothl1_command, tmp_path) -> None:
-    """Cut the file mid-row after the first 8 MiB block was read: smoothl1 sees a short file ending
-    in a partial row. Either it read on past the cut (no: it cannot) or it reports the partial row
-    as an input error. A value, if any, must be that of whole rows (2.5), never a made-up one."""
-    path, rows = big_input(tmp_path, 2.5)
-    process = start_slow_reader(smoothl1_command, path)
-    wait_for(lambda: (read_position(process.pid, path) or 0) >= BLOCK, 60, "the first block to be read")
-    cut = BLOCK + BLOCK // 4 + 2  # mid-row: '0,' with an empty pred
-    os.truncate(path, cut)
-    code, out, err = clean_outcome(finish(process))
-    if code == 0:
-        report = json.loads(out)
-        assert report["results"][0]["value"] == ROW_LOSS, report["results"][0]
-        assert report["rows"] <= rows
-    else:
-        assert "missing" in err.decode() or "expected 2 fields" in err.decode(), err.decode()
+def test_input_truncated_while_being_read_is_one_error_naming_the_partial_row(smoothl1_command, tmp_path) -> None:
+    """Cut the file mid-row beyond what smoothl1 has read: it reads on to the new end, a partial
+    row ('0,' with an empty pred), which is an input error naming that row: no value made up from
+    a prefix, no exit 3."""
+    path = rows_file(tmp_path, MB // len(ROW))
+    whole_rows = MB // 2 // len(ROW)
+    cut = len(HEADER) + whole_rows * len(ROW) + 2  # '0,' with an empty pred
+    with stalled_reader(smoothl1_command, path) as process:
+        assert read_position(process.pid, path) < cut
+        os.truncate(path, cut)
+        code, _, err = clean_outcome(finish(process))
+    assert code == 2, err.decode()
+    assert f"row {whole_rows}" in one_error_line(err)
+    assert "column 'pred'" in err.decode()
+    assert not path.with_name("report.json").exists()
 
 
 def test_input_replaced_while_being_read_is_read_to_its_end(smoothl1_command, tmp_path) -> None:
     """os.replace() of another file over the input: the open descriptor keeps the old file, so the
     whole old file is evaluated (its value, all its rows), not a mix of the two."""
-    path, rows = big_input(tmp_path, 1.5)
-    process = start_slow_reader(smoothl1_command, path)
-    wait_for(lambda: (read_position(process.pid, path) or 0) >= BLOCK, 60, "the first block to be read")
-    replacement = tmp_path / "other.csv"
-    replacement.write_bytes(b"y,pred\n" + b"0,5\n" * 1000)
-    os.replace(replacement, path)
-    code, out, err = clean_outcome(finish(process))
+    rows = MB // len(ROW)
+    path = rows_file(tmp_path, rows)
+    with stalled_reader(smoothl1_command, path) as process:
+        replacement = tmp_path / "other.csv"
+        replacement.write_bytes(HEADER + b"0,5\n" * 1000)
+        os.replace(replacement, path)
+        code, out, err = clean_outcome(finish(process))
     assert code == 0, err.decode()
-    report = json.loads(out)
+    report = json.loads(path.with_name("report.json").read_text())
     assert report["rows"] == rows
     assert report["results"][0]["value"] == ROW_LOSS
+    assert out.count(b"\n") == rows - 1  # the per-row lines after the two read by stalled_reader
 
 
-def bad_value_after_two_blocks(tmp_path: Path) -> tuple[Path, int]:
+def bad_value_at_the_end(tmp_path: Path) -> tuple[Path, int]:
     """A valid file whose last row holds 'x' where a number belongs; the row's 0-based number."""
-    path = tmp_path / "late.csv"
-    rows = (3 * BLOCK // 2) // len(ROW)
-    path.write_bytes(b"y,pred\n" + ROW * rows + b"0,x\n")
-    return path, rows
+    rows = MB // len(ROW)
+    return rows_file(tmp_path, rows, b"0,x\n"), rows
 
 
 def test_input_deleted_while_read_still_reports_its_own_error(smoothl1_command, tmp_path) -> None:
     """`smoothl1 eval tmp.csv & rm tmp.csv` (or a rotated log): the open descriptor still reads the
-    whole file, so its error must still be the one in the data."""
-    path, bad_row = bad_value_after_two_blocks(tmp_path)
-    process = start_slow_reader(smoothl1_command, path)
-    wait_for(lambda: (read_position(process.pid, path) or 0) >= BLOCK, 60, "the first block to be read")
-    path.unlink()
-    code, _, err = clean_outcome(finish(process))
+    whole file, so its error must still be the one in the data, with its line."""
+    path, bad_row = bad_value_at_the_end(tmp_path)
+    with stalled_reader(smoothl1_command, path) as process:
+        path.unlink()
+        code, _, err = clean_outcome(finish(process))
     assert code == 2
-    assert f"row {bad_row}" in err.decode(), err.decode()
-    assert "'x' is not a number" in err.decode(), err.decode()
+    line = one_error_line(err)
+    assert f"row {bad_row} (line {bad_row + 2})" in line
+    assert "'x' is not a number" in line
 
 
 def test_input_replaced_while_read_reports_the_right_line(smoothl1_command, tmp_path) -> None:
-    """The row and the line of an error are those of the file that was read: the line may be left
-    out when it cannot be known, never taken from another file."""
-    path, bad_row = bad_value_after_two_blocks(tmp_path)
-    process = start_slow_reader(smoothl1_command, path)
-    wait_for(lambda: (read_position(process.pid, path) or 0) >= BLOCK, 60, "the first block to be read")
-    replacement = tmp_path / "other.csv"
-    replacement.write_bytes(b"y,pred\n\n\n" + ROW * 10)
-    os.replace(replacement, path)
-    code, _, err = clean_outcome(finish(process))
+    """The row and the line of an error are those of the file that was read (counted through the
+    open descriptor), never taken from the file now at that path."""
+    path, bad_row = bad_value_at_the_end(tmp_path)
+    with stalled_reader(smoothl1_command, path) as process:
+        replacement = tmp_path / "other.csv"
+        replacement.write_bytes(HEADER + b"\n\n" + ROW * 10)
+        os.replace(replacement, path)
+        code, _, err = clean_outcome(finish(process))
     assert code == 2
     line = one_error_line(err)
-    assert f"row {bad_row}" in line
+    assert f"row {bad_row} (line {bad_row + 2})" in line
     assert "'x' is not a number" in line
-    assert "(line" not in line or f"(line {bad_row + 2})" in line, line
 
 
 def test_a_pipe_that_ends_mid_row_is_one_error(smoothl1_command) -> None:
@@ -244,21 +259,11 @@ def test_a_pipe_that_ends_mid_number_is_one_error(smoothl1_command) -> None:
 # --- FIFOs and /dev/stdin ----------------------------------------------------------------------
 
 
-def feed_fifo(path: Path, data: bytes, stop: threading.Event) -> threading.Thread:
-    """Write `data` into the FIFO once a reader opens it; gives up (instead of blocking forever)
-    when `stop` is set before anybody opened it."""
+def feed_fifo(path: Path, data: bytes) -> threading.Thread:
+    """Write `data` into the FIFO: the open blocks until a reader opens it (see release_fifo)."""
 
     def write() -> None:
-        while True:
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-                break
-            except OSError as exc:
-                if exc.errno != errno.ENXIO or stop.is_set():
-                    return
-                time.sleep(0.01)
-        os.set_blocking(fd, True)
-        with contextlib.suppress(BrokenPipeError), os.fdopen(fd, "wb") as out:
+        with contextlib.suppress(BrokenPipeError), open(path, "wb") as out:
             out.write(data)
 
     thread = threading.Thread(target=write, daemon=True)
@@ -266,15 +271,20 @@ def feed_fifo(path: Path, data: bytes, stop: threading.Event) -> threading.Threa
     return thread
 
 
+def release_fifo(path: Path, writer: threading.Thread) -> None:
+    """Let a writer still waiting for a reader go (the command under test never opened the FIFO)."""
+    os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    writer.join(timeout=60)
+    assert not writer.is_alive()
+
+
 def test_a_fifo_as_input(smoothl1_command, tmp_path) -> None:
     """Found: refused as 'the file is empty' (a FIFO's st_size is 0); fixed."""
     fifo = tmp_path / "data.csv"
     os.mkfifo(fifo)
-    stop = threading.Event()
-    writer = feed_fifo(fifo, b"y,pred\n" + ROW * 10, stop)
-    done = run_command(smoothl1_command, "eval", fifo, "-t", "y", "-q", timeout=30)
-    stop.set()
-    writer.join(timeout=10)
+    writer = feed_fifo(fifo, b"y,pred\n" + ROW * 10)
+    done = run_command(smoothl1_command, "eval", fifo, "-t", "y", "-q")
+    release_fifo(fifo, writer)
     assert (done.returncode, done.stdout) == (0, b"2.5\n"), done.stderr.decode()
 
 
@@ -287,7 +297,7 @@ def test_dev_stdin_on_a_pipe_as_input(smoothl1_command) -> None:
 def test_process_substitution_as_input(smoothl1_command) -> None:
     """Found: refused as 'the file is empty'; fixed."""
     command = shlex.join([*smoothl1_command, "eval"]) + " <(printf 'y,pred\\n0,3\\n') -t y -q"
-    done = subprocess.run(["bash", "-c", command], capture_output=True, timeout=30, check=False)
+    done = subprocess.run(["bash", "-c", command], capture_output=True, timeout=60, check=False)
     assert (done.returncode, done.stdout) == (0, b"2.5\n"), done.stderr.decode()
 
 
@@ -299,7 +309,7 @@ def test_dev_stdin_redirected_from_a_file(smoothl1_command, tmp_path) -> None:
             [*smoothl1_command, "eval", "/dev/stdin", "-t", "y", "-q"],
             stdin=stdin,
             capture_output=True,
-            timeout=30,
+            timeout=60,
             check=False,
         )
     assert (done.returncode, done.stdout) == (0, b"2.5\n"), done.stderr.decode()
@@ -311,7 +321,7 @@ def test_dev_stdin_redirected_from_a_file(smoothl1_command, tmp_path) -> None:
 )
 def test_character_devices_as_input_end_in_one_error(smoothl1_command, device, says) -> None:
     """Endless NULs, nothing at all, endless noise: one clean error, quickly (not a hang, not OOM)."""
-    done = run_command(smoothl1_command, "eval", device, "-t", "y", "-p", "pred", timeout=30)
+    done = run_command(smoothl1_command, "eval", device, "-t", "y", "-p", "pred")
     code, _, err = clean_outcome(done)
     assert code == 2
     assert says in err.decode()
@@ -435,7 +445,7 @@ def test_a_closed_stdout_is_not_an_internal_error(smoothl1_command, tmp_path) ->
     data.write_bytes(b"y,pred\n" + ROW)
     report = tmp_path / "report.json"
     command = shlex.join([*smoothl1_command, "eval", str(data), "-t", "y", "-o", str(report)]) + " >&-"
-    done = subprocess.run(["bash", "-c", command], capture_output=True, timeout=30, check=False)
+    done = subprocess.run(["bash", "-c", command], capture_output=True, timeout=60, check=False)
     assert done.returncode in (0, 2), done.stderr.decode()
     assert b"internal error" not in done.stderr
     assert b"Traceback" not in done.stderr
@@ -448,7 +458,7 @@ def test_stdout_on_a_full_device_is_one_error(smoothl1_command, tmp_path) -> Non
     data.write_bytes(b"y,pred\n" + ROW)
     with open("/dev/full", "wb") as full:
         done = subprocess.run(
-            [*smoothl1_command, "eval", data, "-t", "y"], stdout=full, stderr=subprocess.PIPE, timeout=30, check=False
+            [*smoothl1_command, "eval", data, "-t", "y"], stdout=full, stderr=subprocess.PIPE, timeout=60, check=False
         )
     assert done.returncode == 2, done.stderr.decode()
     assert "No space left on device" in one_error_line(done.stderr)
@@ -487,38 +497,34 @@ def test_stdout_closed_mid_stream_still_writes_the_report_file(smoothl1_command,
 
 @pytest.fixture
 def mid_run(smoothl1_command, tmp_path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    """smoothl1 reading standard input that stalls after 1.5 blocks, with -o and --per-row targets:
-    started, and waited for until its per-row temporary file holds the first block's rows."""
+    """smoothl1 evaluating a file and then standard input, with -o and --per-row targets, held
+    still mid-run: standard input is a pipe kept open after its header and one row. Waited for
+    until the per-row temporary file holds the loss of the file's last row (chunks run across
+    inputs: --chunk-rows divides the file's rows, so its last chunk is complete); from then on
+    smoothl1 can only wait for more input, so the signal is sent at that point, not at a time."""
+    rows, chunk = 10_000, 1000
+    data = tmp_path / "first.csv"
+    data.write_bytes(HEADER + ROW * rows)
     old_report = tmp_path / "report.json"
     old_report.write_text('{"old": true}\n')
     process = subprocess.Popen(
-        [
-            *smoothl1_command,
-            "eval",
-            "-",
-            "-t",
-            "y",
-            "-p",
-            "pred",
-            "-o",
-            str(old_report),
-            "--per-row",
-            str(tmp_path / "rows.csv"),
-        ],
+        [*smoothl1_command, "eval", str(data), "-", "-t", "y", "-p", "pred", "-o", str(old_report),
+         "--per-row", str(tmp_path / "rows.csv"), "--chunk-rows", str(chunk)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-    )
+    )  # fmt: skip
     assert process.stdin is not None
-    process.stdin.write(b"y,pred\n" + ROW * (3 * BLOCK // 2 // len(ROW)))
-    process.stdin.flush()  # and keep the pipe open: smoothl1 now waits for more
+    process.stdin.write(HEADER + ROW)
+    process.stdin.flush()  # and keep the pipe open: smoothl1 waits for the rest of its first block
+    last_loss = f"{rows - 1},{ROW_LOSS}\n".encode()
 
-    def rows_written() -> bool:
+    def file_evaluated() -> bool:
         temporary = [p for p in tmp_path.iterdir() if p.name.startswith(".rows.csv.")]
-        return bool(temporary) and temporary[0].stat().st_size > 1 << 20
+        return bool(temporary) and temporary[0].read_bytes().endswith(last_loss)
 
-    wait_for(rows_written, 60, "per-row losses to reach the temporary file")
     try:
+        wait_for(file_evaluated, 60, "the first file's losses to reach the per-row temporary file")
         yield process, tmp_path
     finally:
         if process.poll() is None:
@@ -533,7 +539,7 @@ def test_a_signal_mid_run_exits_cleanly_and_leaves_no_files(mid_run, signum, cod
     process, directory = mid_run
     assert leftovers(directory), "the run should be mid-write"
     process.send_signal(signum)
-    returncode, out, err = finish(process, timeout=30)
+    returncode, out, err = finish(process)
     assert returncode == code, err.decode()
     assert err.decode().strip() == said
     assert b"Traceback" not in err
@@ -678,7 +684,7 @@ def test_paths_in_error_messages_are_shown_as_given(smoothl1_command, tmp_path, 
     if "--per-row" in args or "-o" in args:
         (tmp_path / "bad.csv").write_text("y,pred\n0,3\n")
     done = subprocess.run(
-        [*smoothl1_command, "eval", *args], cwd=tmp_path, capture_output=True, timeout=30, check=False
+        [*smoothl1_command, "eval", *args], cwd=tmp_path, capture_output=True, timeout=60, check=False
     )
     line = one_error_line(done.stderr)
     assert done.returncode == 2

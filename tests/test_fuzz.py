@@ -3,7 +3,8 @@
 Property, for every generated input: the command exits 0 with the value an independent
 reference parser computes (Python's `csv` module / `json` module + `float()`, losses summed
 with `math.fsum`, relative 1e-12), or exits 2 with exactly one `Error: ...` line on stderr.
-Never a traceback, never exit 3, never more than TIME_LIMIT seconds for one input.
+Never a traceback, never exit 3, never a hang (a run is cut off after HANG_LIMIT seconds, a
+safety net far above the fraction of a second an input takes: time itself is not measured).
 
 What is generated: delimited text (comma, tab, semicolon) with quotes inside fields, quoted
 delimiters and newlines, ragged rows, LF / CRLF / lone-CR line ends, blank lines, a UTF-8 BOM,
@@ -48,7 +49,6 @@ import re
 import shutil
 import signal
 import tempfile
-import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,8 +68,7 @@ from tests.conftest import invoke, reference_loss
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 
 LONG = settings.default.max_examples >= settings.get_profile("long").max_examples
-TIME_LIMIT = 10.0  # seconds per input (a hang is cut off by SIGALRM after HANG_LIMIT)
-HANG_LIMIT = 30
+HANG_LIMIT = 60  # seconds: SIGALRM cuts off a run that hangs
 
 
 def fuzz(examples: int) -> settings:
@@ -85,7 +84,7 @@ def fuzz(examples: int) -> settings:
 
 
 class Hang(BaseException):
-    """Raised by SIGALRM inside a run that took far longer than TIME_LIMIT."""
+    """Raised by SIGALRM inside a run that took longer than HANG_LIMIT."""
 
 
 @contextlib.contextmanager
@@ -107,7 +106,6 @@ class Outcome:
     code: int
     stdout: str
     stderr: str
-    seconds: float
 
     @property
     def report(self) -> dict[str, Any]:
@@ -126,17 +124,16 @@ _COUNTER = iter(range(1 << 62))
 
 def run_bytes(data: bytes, suffix: str, *args: str, block_bytes: int | None = None) -> Outcome:
     """`smoothl1 eval FILE ARGS -f json` in-process on a file holding `data`; checks the universal
-    property (exit 0 or 2, one Error line on 2, no traceback, bounded time) before returning."""
+    property (exit 0 or 2, one Error line on 2, no traceback, no hang) before returning."""
     path = _WORK / f"input{next(_COUNTER)}{suffix}"
     path.write_bytes(data)
     patch = mock.patch.object(readers, "BLOCK_BYTES", block_bytes) if block_bytes else contextlib.nullcontext()
-    start = time.monotonic()
     try:
         with patch, alarm(HANG_LIMIT):
             result = invoke(["eval", str(path), *args, "-f", "json"])
     finally:
         path.unlink()
-    outcome = Outcome(result.exit_code, result.stdout, result.stderr, time.monotonic() - start)
+    outcome = Outcome(result.exit_code, result.stdout, result.stderr)
     context = "\n".join(
         (
             f"exit {outcome.code}",
@@ -154,7 +151,6 @@ def run_bytes(data: bytes, suffix: str, *args: str, block_bytes: int | None = No
         lines = outcome.stderr.rstrip("\n").split("\n")
         assert len(lines) == 1, context
         assert lines[0].startswith("Error: "), context
-    assert outcome.seconds < TIME_LIMIT, context
     return outcome
 
 
@@ -347,7 +343,7 @@ SHORT_TEXT = st.one_of(
 )
 # A long field (longer than 128 KiB: see corpus/long_field_*). Only with the real block size: with tiny
 # blocks a long record costs O(n**2 / block) in re-reads.
-TEXT = st.one_of(SHORT_TEXT, st.integers(1, 100_000).map(lambda n: "L" * n))
+TEXT = st.one_of(SHORT_TEXT, st.integers(1, 200_000).map(lambda n: "L" * n))
 # None: the real 8 MiB blocks; else tiny blocks, so that record boundaries fall on block boundaries.
 BLOCKS = st.sampled_from([None, None, 7, 16, 64, 1000])
 NAME = st.one_of(
@@ -413,26 +409,7 @@ def delimited(draw: st.DrawFn, wide: bool = False) -> tuple[bytes, str, str, str
     return data, suffix, target.strip(), pred.strip(), block
 
 
-def longest_field(data: bytes) -> int:
-    text = data.decode("utf-8", errors="surrogateescape")
-    return max(
-        (len(field) for delimiter in ",\t;" for record in _records(text, delimiter) for field in record), default=0
-    )
-
-
-def stray_quote(data: bytes) -> bool:
-    """Whether a '"' stands inside an unquoted field (1"2): Python's csv and Arrow read it as a
-    character, smoothl1's block cutter counts it as opening a quote (known bug, corpus/stray_quote_*)."""
-    return re.search(rb'[^,;\t\r\n"]"', re.sub(rb'(?:^|(?<=[,;\t\r\n]))"(?:[^"]|"")*"', b"", data)) is not None
-
-
-CSV_FIELD_LIMIT = 131072  # Python's csv default, which smoothl1 uses to locate errors
-
-
 def check_delimited(data: bytes, suffix: str, target: str, pred: str, block: int | None) -> None:
-    # Known bug, pinned in corpus/long_field_then_bad_value.csv.gz: a field over the csv module's
-    # limit in a block with an error is exit 3. Kept out of the fuzz so it can look for others.
-    assume(longest_field(data) <= CSV_FIELD_LIMIT)
     outcome = run_bytes(data, suffix, f"--target={target}", f"--pred={pred}", block_bytes=block)
     try:
         expected, differs = reference_delimited(data, suffix == ".tsv", target, pred)
@@ -443,8 +420,6 @@ def check_delimited(data: bytes, suffix: str, target: str, pred: str, block: int
     if refused is not None:
         assert outcome.code == 2, f"exit 0 where the reference refuses ({refused}): {outcome.stdout[:300]}"
         return
-    if stray_quote(data):
-        differs = differs or "stray quote"  # known bug: a refusal is tolerated here, a wrong value is not
     expected.check(outcome, differs)
 
 
@@ -452,6 +427,8 @@ def check_delimited(data: bytes, suffix: str, target: str, pred: str, block: int
 @given(delimited())
 @example((b"y,pred\n1,0.5\n2,1.5\n", ".csv", "y", "pred", None))
 @example((b"\xef\xbb\xbfy\tpred\r\n-0\t+4.9e-324\r\n", ".tsv", "y", "pred", 7))
+@example((b"y,pred,note\n1,2," + b"L" * 140_000 + b"\n0,x,1\n", ".csv", "y", "pred", None))  # corpus/long_field_*
+@example((b'a,b,c,y,pred\nx,0",,0.0,0.0\n,,"\n",0.0,0.0\n', ".csv", "y", "pred", None))  # corpus/stray_quote_*
 def test_delimited_text_is_read_right_or_refused_cleanly(document) -> None:
     check_delimited(*document)
 
@@ -580,6 +557,8 @@ def reference_jsonl(data: bytes) -> tuple[list[Expected], str]:
         differs = differs or "bom"  # RFC 8259: JSON text must not begin with a BOM
     if re.search(rb"\\u[dD][89a-fA-F]", data):
         differs = differs or "surrogate escape"  # RFC 8259 8.2: unpaired surrogates are not interoperable
+    if invalid_utf8_key(data):
+        differs = differs or "key not UTF-8"  # RFC 8259 8.1: JSON text is UTF-8 (corpus/jsonl_invalid_utf8_key)
     for pairs in values:
         if not isinstance(pairs, list) or any(not isinstance(pair, tuple) for pair in pairs):
             raise Refused(f"not an object: {pairs!r}")
@@ -604,9 +583,9 @@ def reference_jsonl(data: bytes) -> tuple[list[Expected], str]:
 @fuzz(50)
 @given(json_lines(), BLOCKS)
 @example(b'{"y":1,"pred":1.5}\n{"y":-0,"pred":1E+5}\n', None)
+@example(b'{"\xff":1,"y":1,"pred":2}\n', None)  # corpus/jsonl_invalid_utf8_key.jsonl
+@example(b'\n{"y":1,"pred":2}', None)  # corpus/jsonl_no_final_newline.jsonl
 def test_json_lines_are_read_right_or_refused_cleanly(data, block) -> None:
-    # Known bug, pinned in corpus/jsonl_invalid_utf8_key.jsonl: a key that is not UTF-8 is exit 3.
-    assume(not invalid_utf8_key(data))
     outcome = run_bytes(data, ".jsonl", "-t", "y", "-p", "pred", block_bytes=block)
     try:
         readings, differs = reference_jsonl(data)
@@ -617,10 +596,6 @@ def test_json_lines_are_read_right_or_refused_cleanly(data, block) -> None:
     if refused is not None:
         assert outcome.code == 2, f"exit 0 where the reference refuses ({refused}): {outcome.stdout[:300]}"
         return
-    if not data.endswith(b"\n"):
-        # Known bug, pinned in corpus/jsonl_no_final_newline.jsonl: the last line is left out of
-        # the schema when no newline ends it ("column 'y' not found"). Refusal tolerated here.
-        differs = differs or "no final newline"
     if outcome.code == 2:
         assert differs, f"refused JSON Lines the reference reads: {outcome.error}"
         return

@@ -49,9 +49,8 @@ class Case:
         if self.dtype == "float64":
             return self.pred, self.target
         pred, target = self.pred.astype(np.float32), self.target.astype(np.float32)
-        assert np.array_equal(pred.astype(np.float64), self.pred) and np.array_equal(
-            target.astype(np.float64), self.target
-        )
+        assert np.array_equal(pred.astype(np.float64), self.pred)
+        assert np.array_equal(target.astype(np.float64), self.target)
         return pred, target
 
 
@@ -212,10 +211,7 @@ def test_cli_matches_torch(case: Case, fmt: str, write_table: Callable[..., Path
     pred, target = case.inputs()
     arrow_type = pa.float32() if case.dtype == "float32" else pa.float64()
     path = write_table(fmt, pred=pa.array(pred, type=arrow_type), y=pa.array(target, type=arrow_type))
-    if case.loss == "huber":
-        options = ["--loss", "huber", "--delta", repr(case.param)]
-    else:
-        options = ["--beta", repr(case.param)]
+    options = ["--loss", "huber", "--delta", repr(case.param)] if case.loss == "huber" else ["--beta", repr(case.param)]
     for reduction, expected in (("mean", case.mean), ("sum", case.sum)):
         report = eval_json([path, "-t", "y", "-p", "pred", *options, "--reduction", reduction])
         result = report["results"][0]

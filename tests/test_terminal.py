@@ -68,20 +68,18 @@ def run_on_pty(
     )
     os.close(slave)
     shown = bytearray()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout  # a safety net: the loop ends when the child closes the terminal
     try:
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
+            ready, _, _ = select.select([master], [], [], 1)
             if ready:
                 try:
                     data = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
+                except OSError:  # EIO: the child exited and everything it wrote has been read
                     break
                 if not data:
                     break
                 shown += data
-            elif process.poll() is not None:
-                break
         piped_out = process.stdout.read() if process.stdout else b""
         piped_err = process.stderr.read() if process.stderr else b""
         assert process.wait(timeout=max(deadline - time.monotonic(), 1)) == 0, (shown, piped_err)

@@ -62,7 +62,8 @@ def torch_losses(loss: str, param: float, pred: np.ndarray, target: np.ndarray) 
 
     p = torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float64))
     t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float64))
-    assert p.dtype == torch.float64 and t.dtype == torch.float64
+    assert p.dtype == torch.float64
+    assert t.dtype == torch.float64
     out = {}
     for reduction in ("none", "mean", "sum"):
         if loss == "smooth_l1":
@@ -80,7 +81,7 @@ def straddle(param: float) -> list[float]:
         return [0.0, -0.0, TINY, -TINY, MIN_NORMAL, 1e-300, 1.0, -2.5]
     below, above = math.nextafter(param, 0.0), math.nextafter(param, math.inf)
     values = [param, below, above, param * (1 - 1e-9), param * (1 + 1e-9), param / 2, 2 * param, param * 1e-8,
-              param * 1e8, math.nextafter(below, 0.0), math.nextafter(above, math.inf)]
+              param * 1e8, math.nextafter(below, 0.0), math.nextafter(above, math.inf)]  # fmt: skip
     return values + [-v for v in values]
 
 
@@ -96,14 +97,14 @@ def specials(param: float) -> list[tuple[float, float]]:
         (0.1 + 0.2, 0.3), (1e16 + 2.0, 1e16), (-7.25, 3.5),
         # d*d lands in the denormal range, where the order of 0.5 * d * d / beta shows in the last bit
         (1.4916681462400413e-154, 0.0), (3.3e-162, 0.0), (-2.7e-158, 0.0), (1.1e-160, -1.3e-160), (7.7e-163, 0.0),
-    ]
+    ]  # fmt: skip
 
 
 def overflow() -> list[tuple[float, float]]:
     """Pairs whose difference overflows to inf, or whose inputs are inf or nan (torch gives inf or nan)."""
     big = 1.7976931348623157e308
     return [(big, -big), (-big, big), (1e308, -1e308), (math.inf, 0.0), (0.0, -math.inf),
-            (math.inf, math.inf), (math.nan, 1.0), (1.0, math.nan)]
+            (math.inf, math.inf), (math.nan, 1.0), (1.0, math.nan)]  # fmt: skip
 
 
 def random_pairs(rng: np.random.Generator, param: float, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +128,8 @@ def random_pairs(rng: np.random.Generator, param: float, n: int) -> tuple[np.nda
 def make_case(case_id: str, loss: str, param: float, pred: Any, target: Any, dtype: str = "float64") -> dict[str, Any]:
     pred = np.asarray(pred, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
-    assert pred.shape == target.shape and pred.ndim == 1
+    assert pred.shape == target.shape
+    assert pred.ndim == 1
     ref = torch_losses(loss, param, pred, target)
     none = np.asarray(ref["none"], dtype=np.float64)
     finite = bool(np.isfinite(pred).all() and np.isfinite(target).all() and np.isfinite(none).all())
@@ -155,7 +157,9 @@ def cases() -> list[dict[str, Any]]:
         out.append(make_case(f"{name}-straddle-vs-0", loss, param, d, [0.0] * len(d)))
         # the same differences on a nonzero, mixed-sign target: pred - target is rounded, torch sees that
         target = [(-1.0) ** i * 0.75 * (i + 1) for i in range(len(d))]
-        out.append(make_case(f"{name}-straddle-shifted", loss, param, [t + x for t, x in zip(target, d)], target))
+        out.append(
+            make_case(f"{name}-straddle-shifted", loss, param, [t + x for t, x in zip(target, d, strict=True)], target)
+        )
         pairs = specials(param)
         out.append(make_case(f"{name}-specials", loss, param, [p for p, _ in pairs], [t for _, t in pairs]))
         pairs = overflow()
@@ -174,8 +178,11 @@ def cases() -> list[dict[str, Any]]:
         t32[:3] = 0.0
         p32[3], t32[3] = np.float32(1e38), np.float32(-1e38)
         p32[4], t32[4] = np.float32(1e-45), np.float32(0.0)  # the smallest float32 denormal
-        assert np.isfinite(p32).all() and np.isfinite(t32).all()
-        out.append(make_case(f"{name}-float32-33", loss, param, p32.astype(np.float64), t32.astype(np.float64), "float32"))
+        assert np.isfinite(p32).all()
+        assert np.isfinite(t32).all()
+        out.append(
+            make_case(f"{name}-float32-33", loss, param, p32.astype(np.float64), t32.astype(np.float64), "float32")
+        )
     ids = [c["id"] for c in out]
     assert len(ids) == len(set(ids)), "case ids must be unique"
     return out
