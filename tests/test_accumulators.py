@@ -4,6 +4,7 @@ arithmetic for overall results, groups and the API; bounded cost; value equality
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any
 
@@ -11,7 +12,10 @@ import numpy as np
 
 from smoothl1_cli import bootstrap
 from smoothl1_cli.bootstrap import BootstrapStats
+from smoothl1_cli.sketch import QuantileSketch
 from tests.conftest import run_command
+
+REPORTED = (0.5, 0.9, 0.95, 0.99)
 
 
 def _report(command: list[str], *args: Any) -> dict[str, Any]:
@@ -64,3 +68,29 @@ def test_a_bootstrap_of_200000_replicates_runs_in_bounded_memory(smoothl1_comman
     returncode, peak_kib = map(int, done.stdout.split())
     assert returncode == 0, done.stderr.decode()
     assert peak_kib < 400_000
+
+
+def test_exact_quantiles_keep_chunks_without_copying_them():
+    """--exact-quantiles is linear in the chunks: each chunk's values join one list by reference (no
+    copy of the chunks before, as a tuple per merge made), concatenated once when the quantiles are taken."""
+    rng = np.random.default_rng(8)
+    chunks = [rng.exponential(size=3) for _ in range(2000)]
+    sketch = QuantileSketch(math.inf)
+    for chunk in chunks:
+        grown = sketch.update(chunk)
+        assert sketch.parts is None or not sketch.used or grown.parts is sketch.parts  # appended in place
+        sketch = grown
+    assert sketch.parts is not None
+    assert [values for values, _ in sketch.parts] == chunks  # the chunks' own arrays, in order
+    assert all(kept is chunk for (kept, _), chunk in zip(sketch.parts, chunks, strict=True))
+    assert sketch.quantiles(REPORTED) == [float(np.quantile(np.concatenate(chunks), q)) for q in REPORTED]
+
+
+def test_a_sketch_whose_list_grew_elsewhere_keeps_its_own_values():
+    """Sharing the list is safe: growing an older sketch again copies its prefix, it never sees the other's chunks."""
+    base = QuantileSketch(math.inf).update(np.array([1.0])).update(np.array([2.0]))
+    first, second = base.update(np.array([10.0])), base.update(np.array([20.0, 30.0]))
+    assert first.quantiles([0.0, 1.0]) == [1.0, 10.0]
+    assert second.quantiles([0.0, 0.5, 1.0]) == [float(np.quantile([1, 2, 20, 30], q)) for q in (0.0, 0.5, 1.0)]
+    assert base.quantiles([1.0]) == [2.0]
+    assert base.merge(first).quantiles([0.25, 1.0]) == [float(np.quantile([1, 2, 1, 2, 10], 0.25)), 10.0]
