@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from smoothl1_cli.sketch import same_fields
+from smoothl1_cli.stats import zero_where_weightless
+
 Floats = np.ndarray[Any, Any]
 _BLOCK_ROWS = 2048  # rows per weight matrix (the sums depend on it: keep it, or replicates change)
 _BLOCK_REPLICATES = 128  # replicates per weight matrix: 128 x 2048 float64 is 2 MiB, at any --bootstrap
@@ -49,7 +52,7 @@ def poisson_weights(seed: int, rows: np.ndarray[Any, Any], replicates: int, firs
     return _POISSON[uniforms.reshape(groups * 4, rows.size)[:replicates]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class BootstrapStats:
     """Per replicate: each result's weighted loss sum, and the (shared) weight sum."""
 
@@ -64,6 +67,7 @@ class BootstrapStats:
     def update(self, rows: np.ndarray[Any, Any], losses: list[Floats], weight: Floats | None) -> BootstrapStats:
         """Add one chunk: `rows` are global row numbers, `losses` one array per result."""
         sums, weights = self.sums.copy(), self.weights.copy()
+        losses = [zero_where_weightless(loss, weight) for loss in losses]  # 0 * inf is NaN
         for start in range(0, rows.size, _BLOCK_ROWS):
             block = slice(start, start + _BLOCK_ROWS)
             for first in range(0, weights.size, _BLOCK_REPLICATES):  # bounded memory at any replicate count
@@ -75,6 +79,9 @@ class BootstrapStats:
                 for index, loss in enumerate(losses):
                     sums[index, replicates] += (draws * loss[block]).sum(axis=1)  # no BLAS: it fights Arrow's threads
         return BootstrapStats(self.seed, sums, weights)
+
+    def __eq__(self, other: object) -> bool:
+        return same_fields(self, other)
 
     def merge(self, other: BootstrapStats) -> BootstrapStats:
         return BootstrapStats(self.seed, self.sums + other.sums, self.weights + other.weights)

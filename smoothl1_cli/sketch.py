@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,33 @@ Floats = np.ndarray[Any, Any]
 _Part = tuple[Floats, Floats | None]  # values (no NaN), and their weights (None: all 1)
 
 
-@dataclass(frozen=True, slots=True)
+def field_values(accumulator: Any) -> tuple[Any, ...]:
+    """A dataclass's field values, in order."""
+    return tuple(getattr(accumulator, f.name) for f in fields(accumulator))
+
+
+def same_fields(a: Any, b: object) -> bool:
+    """Accumulators are equal when their statistics are: the same type, field by field (same_value)."""
+    return type(a) is type(b) and same_value(field_values(a), field_values(b))
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Value equality for accumulators' fields: arrays element-wise (NaN equal to NaN), containers item
+    by item, floats with NaN equal to NaN."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)) or a.shape != b.shape:
+            return False
+        return bool(np.array_equal(a, b, equal_nan=a.dtype.kind == b.dtype.kind == "f"))
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_value(a[key], b[key]) for key in a)
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class QuantileSketch:
     """Exact values while few (or always, with limit=inf); else weighted counts in log buckets."""
 
@@ -46,6 +72,17 @@ class QuantileSketch:
     infinite: float = 0.0
     nan: float = 0.0
     unit: float = 1.0  # the rank one row takes: 1, or the smallest positive weight where weights are below 1
+
+    def __eq__(self, other: object) -> bool:
+        """The same values (however chunked) and counts: equal sketches give equal quantiles."""
+        if not isinstance(other, QuantileSketch):
+            return False
+        mine, theirs = (
+            (s.limit, s.parts is None, s._exact() if s.parts is not None else (), s.offset, s.counts, s.zeros,
+             s.infinite, s.nan, s.unit)
+            for s in (self, other)
+        )  # fmt: skip
+        return same_value(mine, theirs)
 
     def update(self, values: Floats, weights: Floats | None = None) -> QuantileSketch:
         """Add a chunk of values (>= 0, inf or NaN), each counted with its weight (default 1)."""

@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 import math
 import sys
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from smoothl1_cli import bootstrap
 from smoothl1_cli.bootstrap import BootstrapStats
 from smoothl1_cli.sketch import QuantileSketch
+from smoothl1_cli.stats import Chunk, ExactSum, GroupStats, LossStats, Moments
 from tests.conftest import run_command
 
 REPORTED = (0.5, 0.9, 0.95, 0.99)
@@ -94,3 +98,153 @@ def test_a_sketch_whose_list_grew_elsewhere_keeps_its_own_values():
     assert second.quantiles([0.0, 0.5, 1.0]) == [float(np.quantile([1, 2, 20, 30], q)) for q in (0.0, 0.5, 1.0)]
     assert base.quantiles([1.0]) == [2.0]
     assert base.merge(first).quantiles([0.25, 1.0]) == [float(np.quantile([1, 2, 1, 2, 10], 0.25)), 10.0]
+
+
+def _write(path: Path, rows: list[tuple[Any, ...]], header: str = "g,y,pred") -> Path:
+    path.write_text(header + "\n" + "".join(",".join(map(repr, row)) + "\n" for row in rows))
+    return path
+
+
+def _exact_sqrt(value: Fraction) -> float:
+    """sqrt of an exact value of any magnitude, rounded (float(value) alone may overflow or underflow)."""
+    exponent = (value.numerator.bit_length() - value.denominator.bit_length()) // 2
+    return math.ldexp(math.sqrt(float(value / Fraction(2) ** (2 * exponent))), exponent)
+
+
+def _std(losses: list[float]) -> float:
+    """The population standard deviation in exact rational arithmetic."""
+    exact = [Fraction(x) for x in losses]
+    mean = sum(exact) / len(exact)
+    return _exact_sqrt(sum((x - mean) ** 2 for x in exact) / len(exact))
+
+
+def _rmse(diffs: list[float]) -> float:
+    return _exact_sqrt(sum(Fraction(d) ** 2 for d in diffs) / len(diffs))
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 65_536])
+def test_a_group_of_huge_losses_has_the_overall_results_finite_statistics(smoothl1_command, tmp_path, chunk):
+    """pred [1.7e308, 1.7e308, 1] against 0 (beta 0: the loss is |d|): the group's mean, std and rmse
+    (null before) are the overall result's, and both are the exact values rounded."""
+    data = _write(tmp_path / "huge.csv", [("a", 0, 1.7e308), ("a", 0, 1.7e308), ("a", 0, 1.0)])
+    report = _report(smoothl1_command, data, "-t", "y", "--beta", "0", "--group-by", "g", "--chunk-rows", chunk)
+    overall, (group,) = report["results"][0], report["groups"]
+    losses = [1.7e308, 1.7e308, 1.0]
+    expected = {
+        "mean": float(sum(map(Fraction, losses)) / 3),
+        "std": _std(losses),
+        "rmse": _rmse(losses),
+        "mae": float(sum(map(Fraction, losses)) / 3),
+    }
+    for name, value in expected.items():
+        assert overall[name] == pytest.approx(value, rel=1e-12), name
+        assert group[name] == pytest.approx(value, rel=1e-12), name
+
+
+@pytest.mark.parametrize("chunk", [65_536, 200_001])
+def test_group_sums_are_compensated_within_a_chunk(smoothl1_command, tmp_path, chunk):
+    """200,000 rows of 1.49e-08 after one 1.5, --reduction sum: the group's sum (2.2e-11 off when a
+    group was summed row after row) is math.fsum's to 1e-12, as the overall one is."""
+    path = tmp_path / "small.csv"
+    path.write_text("g,y,pred\na,0,1.5\n" + "a,0,1.49e-08\n" * 200_000)
+    args = ("-t", "y", "--beta", "0", "--reduction", "sum", "--group-by", "g", "--chunk-rows", chunk)
+    report = _report(smoothl1_command, path, *args)
+    expected = math.fsum([1.5] + [1.49e-08] * 200_000)
+    assert report["results"][0]["value"] == pytest.approx(expected, rel=1e-12)
+    assert report["groups"][0]["value"] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("preds", "chunk"),
+    [
+        ([0.125] * 65_536 + [1e160], 65_536),  # two chunks whose means are far apart
+        ([0.125] * 65_536 + [1e160], 1000),
+        ([1e300, 3e300], 1),
+        ([1e-300, 3e-300], 1),  # the 1e-300 scale: squares underflow
+        ([1e-300, 3e-300, 2e-300], 2),
+        ([2e-300, 5e-301, 1e-300], 65_536),
+    ],
+)
+def test_std_and_rmse_at_any_scale_and_chunking(smoothl1_command, tmp_path, preds, chunk):
+    """std and rmse (null, or 0 at the 1e-300 scale, before) against exact rational references, for the
+    overall result and its group (beta 0: the loss is |d|)."""
+    data = _write(tmp_path / "data.csv", [("a", 0, p) for p in preds])
+    args = ("-t", "y", "--beta", "0", "--group-by", "g", "--chunk-rows", chunk)  # beta 0: the loss is |d|
+    report = _report(smoothl1_command, data, *args)
+    for result in (report["results"][0], report["groups"][0]):
+        assert result["std"] == pytest.approx(_std(preds), rel=1e-12)
+        assert result["rmse"] == pytest.approx(_rmse(preds), rel=1e-12)
+        assert result["std"] > 0
+
+
+def test_a_weightless_row_whose_loss_overflows_changes_no_group_and_no_interval(smoothl1_command, tmp_path):
+    """A weight-0 row with an infinite loss (d = 1.7e308 - -1.7e308) counts as a row and adds nothing:
+    the group's value and the --ci bounds were null, and a warning said the value was inf."""
+    rows = [("a", 0, 1, 1), ("a", 0, 2, 1), ("a", -1.7e308, 1.7e308, 0), ("b", 0, 3, 1)]
+    data = _write(tmp_path / "w0.csv", rows, "g,y,pred,w")
+    without = _write(tmp_path / "without.csv", rows[:2] + rows[3:], "g,y,pred,w")
+    args = ("-t", "y", "-p", "pred", "-w", "w", "--group-by", "g", "--ci", "0.9")
+    done = run_command(smoothl1_command, "eval", data, *args, "-f", "json")
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"inf" not in done.stderr
+    report, reference = json.loads(done.stdout), _report(smoothl1_command, without, *args)
+    assert report["groups"][0]["count"] == 3
+    assert [g["value"] for g in report["groups"]] == [1.0, 2.5]
+    keys = ("value", "mean", "sum", "std", "min", "max", "mae", "rmse", "linear_fraction", "ci")
+    mine_all, theirs_all = [report["results"][0], *report["groups"]], [reference["results"][0], *reference["groups"]]
+    for mine, theirs in zip(mine_all, theirs_all, strict=True):
+        assert {k: mine.get(k) for k in keys} == {k: theirs.get(k) for k in keys}
+
+
+def _chunks(loss: np.ndarray[Any, Any], chunk_rows: int, weight: np.ndarray[Any, Any] | None = None) -> list[Chunk]:
+    return [
+        Chunk(loss[i : i + chunk_rows], loss[i : i + chunk_rows], None, loss[i : i + chunk_rows] > 1,
+              np.arange(i, min(i + chunk_rows, loss.size)), None if weight is None else weight[i : i + chunk_rows],
+              loss[i : i + chunk_rows], loss[i : i + chunk_rows], None)
+        for i in range(0, loss.size, chunk_rows)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-5, 1.0, 1e150, 1e300])
+@pytest.mark.parametrize("chunk_rows", [1, 3, 50])
+def test_groups_and_results_share_one_overflow_safe_arithmetic(scale, chunk_rows):
+    """GroupStats keeps ExactSum and Moments (arrays of them), and every group's statistics equal
+    exact references at any magnitude and chunking, as LossStats' do."""
+    rng = np.random.default_rng(11)
+    loss = rng.exponential(size=50) * scale
+    codes = rng.integers(0, 3, 50)
+    groups, overall = GroupStats.empty(3), LossStats()
+    for chunk in _chunks(loss, chunk_rows):
+        groups = groups.update(codes[chunk.rows], 3, chunk)
+        overall = overall.update(chunk)
+    assert isinstance(groups.sums["loss"], ExactSum)
+    assert isinstance(groups.moments, Moments)
+    for summary, rows in [(overall.summarize(), loss), *((groups.summarize(g), loss[codes == g]) for g in range(3))]:
+        exact = [Fraction(x) for x in rows]
+        assert summary.sum == pytest.approx(float(sum(exact)), rel=1e-12)
+        assert summary.mean == pytest.approx(float(sum(exact) / len(exact)), rel=1e-12)
+        assert summary.std == pytest.approx(_std(list(rows)), rel=1e-12)
+        assert summary.rmse == pytest.approx(_rmse(list(rows)), rel=1e-12)
+        assert (summary.min, summary.max) == (rows.min(), rows.max())
+
+
+def test_accumulators_compare_by_value():
+    """== on LossStats, GroupStats, the sketch, the worst rows, the bootstrap (a ValueError before, on
+    their arrays): equal when built from the same rows, NaN equal to NaN, unequal when a value differs."""
+    loss = np.array([0.5, 2.0, np.nan, 3.0, 0.25])
+    codes = np.array([0, 1, 0, 1, 1])
+
+    def build(values: np.ndarray[Any, Any], chunk_rows: int) -> tuple[Any, ...]:
+        stats, groups = LossStats(top_k=2), GroupStats.empty(2)
+        for chunk in _chunks(values, chunk_rows):
+            stats, groups = stats.update(chunk), groups.update(codes[chunk.rows], 2, chunk)
+        boot = BootstrapStats.empty(1, 8, seed=1).update(np.arange(values.size), [np.nan_to_num(values)], None)
+        return stats, groups, stats.sketch, stats.worst, boot
+
+    first, again = build(loss, 5), build(loss.copy(), 5)
+    changed = build(np.where(loss == 3.0, 4.0, loss), 5)
+    for mine, same, other in zip(first, again, changed, strict=True):
+        assert mine == same
+        assert mine != other
+        assert mine != object()
+    assert build(loss, 1)[2] == first[2]  # the same values however chunked: the same sketch
