@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from smoothl1_cli import bootstrap
+from smoothl1_cli import bootstrap, evaluate, huber, smooth_l1
 from smoothl1_cli.bootstrap import BootstrapStats
 from smoothl1_cli.sketch import QuantileSketch
 from smoothl1_cli.stats import Chunk, ExactSum, GroupStats, LossStats, Moments
@@ -248,3 +249,27 @@ def test_accumulators_compare_by_value():
         assert mine != other
         assert mine != object()
     assert build(loss, 1)[2] == first[2]  # the same values however chunked: the same sketch
+
+
+def test_the_api_reduces_as_evaluate_does(tmp_path):
+    """smooth_l1/huber use the command's reduction: the mean of two losses of 1.7e308 is 1.7e308 (inf
+    before), a weight-0 row whose loss overflows is left out, and ordinary data give evaluate's value bit
+    for bit (which is also the plain float64 mean it always was)."""
+    huge = np.array([1.7e308, 1.7e308])
+    assert smooth_l1(huge, np.zeros(2), beta=0) == 1.7e308
+    assert huber(huge, np.zeros(2), delta=1e-300) == pytest.approx(1.7e308 * 1e-300, rel=1e-12)
+    assert smooth_l1(huge, np.zeros(2), beta=0, reduction="sum") == math.inf  # 3.4e308 is beyond float64
+    pred, target, weight = np.array([2.0, 1.7e308, 0.5]), np.array([0.0, -1.7e308, 0.0]), np.array([1.0, 0.0, 3.0])
+    expected = float((Fraction(1.5) + 3 * Fraction(0.125)) / 4)
+    assert smooth_l1(pred, target, weight=weight) == pytest.approx(expected, rel=1e-15)
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"y": rng.normal(size=3000), "pred": rng.normal(size=3000), "w": rng.random(3000)})
+    for options in ({}, {"weight": "w"}, {"reduction": "sum"}, {"reduction": "sum", "weight": "w"}):
+        weights = frame["w"].to_numpy() if "weight" in options else None
+        value = smooth_l1(
+            frame["pred"].to_numpy(), frame["y"].to_numpy(), 1.0, options.get("reduction", "mean"), weights
+        )
+        assert type(value) is float
+        assert value == evaluate(frame, target="y", pred="pred", **options).to_dict()["results"][0]["value"]
+    terms = np.abs(frame["pred"].to_numpy() - frame["y"].to_numpy())
+    assert smooth_l1(frame["pred"].to_numpy(), frame["y"].to_numpy(), beta=0) == float(terms.sum() / terms.size)
