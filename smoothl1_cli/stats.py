@@ -105,20 +105,24 @@ class AllRows:
 
 
 class GroupRows(AllRows):
-    """Reductions per group of a chunk whose rows belong to groups `codes` (< `groups`): each group's
-    rows are summed pairwise (np.add.reduceat), like a whole chunk, never one after another."""
+    """Reductions per group of a chunk whose rows are sorted by group, `codes` (< `groups`): each
+    group's rows are summed pairwise (np.add.reduceat), like a whole chunk, never one after another."""
 
     def __init__(self, codes: np.ndarray[Any, Any], groups: int) -> None:
-        self.codes, self.groups, self.order = codes, groups, np.argsort(codes, kind="stable")
-        ordered = codes[self.order]
-        self.starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1]))) if codes.size else _NO_ROWS
-        self.present = ordered[self.starts]
+        self.codes, self.groups = codes, groups
+        self.starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1]))) if codes.size else _NO_ROWS
+        self.present = codes[self.starts]
         self.count = np.bincount(codes, minlength=groups).astype(np.float64)  # type: ignore[assignment]
+
+    @staticmethod
+    def order(codes: np.ndarray[Any, Any], groups: int) -> np.ndarray[Any, Any]:
+        """The positions that sort rows by group, keeping their order within each (radix sort where it can)."""
+        return np.argsort(codes.astype(np.uint16) if groups <= 1 << 16 else codes, kind="stable")
 
     def _reduce(self, ufunc: np.ufunc, values: np.ndarray[Any, Any], empty: Any) -> np.ndarray[Any, Any]:
         out = np.full(self.groups, empty)
         if self.starts.size:
-            out[self.present] = ufunc.reduceat(values[self.order], self.starts)
+            out[self.present] = ufunc.reduceat(values, self.starts)
         return out
 
     def sum(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
@@ -443,7 +447,11 @@ class LossStats:
             return LossStats(
                 self.top_k,
                 self.count + rows_read,
-                *(mine.merge(sums[name]) for name, mine in zip(_SUMS, self._sums(), strict=True)),
+                self.loss.merge(sums["loss"]),
+                self.weight.merge(sums["weight"]),
+                self.abs_diff.merge(sums["abs_diff"]),
+                self.sq_diff.merge(sums["sq_diff"]),
+                self.linear.merge(sums["linear"]),
                 self.moments.merge(Moments.of(loss, w)),
                 _nan_or(min, self.min, float(loss.min()) if loss.size else math.inf),
                 _nan_or(max, self.max, float(loss.max()) if loss.size else -math.inf),
@@ -451,8 +459,9 @@ class LossStats:
                 self._worst_with(chunk),
             )
 
-    def _sums(self) -> tuple[ExactSum, ...]:
-        return self.loss, self.weight, self.abs_diff, self.sq_diff, self.linear
+    def _sums(self) -> dict[str, ExactSum]:
+        return {"loss": self.loss, "weight": self.weight, "abs_diff": self.abs_diff, "sq_diff": self.sq_diff,
+                "linear": self.linear}  # fmt: skip
 
     def _worst_with(self, chunk: Chunk) -> WorstRows | None:
         if self.top_k == 0 or chunk.prediction is None or chunk.actual is None:
@@ -480,8 +489,7 @@ class LossStats:
 
     def summarize(self) -> Summary:
         """The reported statistics; the caller checks that there was a row and a weight."""
-        sums = dict(zip(_SUMS, self._sums(), strict=True))
-        return _summary(self.count, sums, self.moments, self.min, self.max, self._quantiles(), self.sketch)
+        return _summary(self.count, self._sums(), self.moments, self.min, self.max, self._quantiles(), self.sketch)
 
     def __eq__(self, other: object) -> bool:
         return same_fields(self, other)
@@ -589,7 +597,7 @@ def _sqrt_ratio(a: ExactSum, b: ExactSum) -> float:
         return math.nan
     shift = a.exponent - b.exponent
     quotient = a.scaled / b.scaled * (2.0 if shift % 2 else 1.0)
-    return _ldexp(math.sqrt(quotient), (shift - shift % 2) // 2)
+    return float(_ldexp(math.sqrt(quotient), (shift - shift % 2) // 2))
 
 
 def _nan_or(pick: Callable[[float, float], float], a: float, b: float) -> float:
@@ -653,8 +661,11 @@ class GroupStats:
         """These statistics plus one chunk whose rows belong to groups `codes` (< `groups`)."""
         count = np.bincount(codes, minlength=groups)
         keep = _weighted_rows(chunk.weight)
-        if keep is not None:
-            chunk, codes = _without_weightless_rows(chunk, keep), codes[keep]
+        weighted = np.arange(codes.size) if keep is None else np.flatnonzero(keep)
+        positions = weighted[GroupRows.order(codes[weighted], groups)]
+        sums_of = (chunk.loss, chunk.abs_diff, chunk.sq_diff, chunk.linear, chunk.rows, chunk.weight)
+        chunk = Chunk(*(None if part is None else part[positions] for part in sums_of))  # type: ignore[arg-type]
+        codes = codes[positions]  # rows by group, without weight-0 rows: what the sums need
         rows = GroupRows(codes, groups)
         with np.errstate(invalid="ignore"):
             sums = _chunk_sums(chunk, rows)
