@@ -184,9 +184,6 @@ class ExactSum:
         exponent = (2 if square else 1) * value_exponent + weight_exponent
         return ExactSum(_pick(scale, scaled, plain), 0.0, _pick(scale, exponent, 0))
 
-    def add(self, value: Real) -> ExactSum:
-        return self.merge(ExactSum(value))
-
     def merge(self, other: ExactSum) -> ExactSum:
         zero_a, zero_b = (self.total == 0) & (self.error == 0), (other.total == 0) & (other.error == 0)
         exponent = _pick(
@@ -443,7 +440,8 @@ class LossStats:
             chunk = _without_weightless_rows(chunk, keep)
         loss, w = chunk.loss, chunk.weight
         with np.errstate(invalid="ignore", over="ignore"):
-            sums = _chunk_sums(chunk, AllRows(loss.size), float(rows_read))
+            rows = AllRows(loss.size)
+            sums = _chunk_sums(chunk, rows)
             return LossStats(
                 self.top_k,
                 self.count + rows_read,
@@ -453,8 +451,8 @@ class LossStats:
                 self.sq_diff.merge(sums["sq_diff"]),
                 self.linear.merge(sums["linear"]),
                 self.moments.merge(Moments.of(loss, w)),
-                _nan_or(min, self.min, float(loss.min()) if loss.size else math.inf),
-                _nan_or(max, self.max, float(loss.max()) if loss.size else -math.inf),
+                _nan_or(min, self.min, rows.min(loss)),
+                _nan_or(max, self.max, -rows.min(-loss)),  # as a group's: NaN propagates
                 self.sketch.update(loss, w),
                 self._worst_with(chunk),
             )
@@ -506,9 +504,9 @@ class LossStats:
 _SUMS = ("loss", "weight", "abs_diff", "sq_diff", "linear")
 
 
-def _chunk_sums(chunk: Chunk, rows: AllRows, rows_read: float | None = None) -> dict[str, ExactSum]:
+def _chunk_sums(chunk: Chunk, rows: AllRows) -> dict[str, ExactSum]:
     """The chunk's sums (per result, or per group), named as in _SUMS; without weights the weight is
-    the count of rows (`rows_read` where rows were dropped for weight 0: none without weights)."""
+    the count of rows."""
     w = chunk.weight
     sq_diff = (
         ExactSum.of(chunk.abs_diff, w, True, rows)
@@ -517,7 +515,7 @@ def _chunk_sums(chunk: Chunk, rows: AllRows, rows_read: float | None = None) -> 
     )
     return {
         "loss": ExactSum.of(chunk.loss, w, rows=rows),
-        "weight": ExactSum(rows.count if rows_read is None else rows_read) if w is None else ExactSum.of(w, rows=rows),
+        "weight": ExactSum(rows.count) if w is None else ExactSum.of(w, rows=rows),
         "abs_diff": ExactSum.of(chunk.abs_diff, w, rows=rows),
         "sq_diff": sq_diff,
         "linear": ExactSum.of(chunk.linear.astype(np.float64, copy=False), w, rows=rows),
