@@ -13,6 +13,7 @@ import numpy as np
 from smoothl1_cli import backends, kernel
 from smoothl1_cli.errors import InputError
 from smoothl1_cli.report import Report
+from smoothl1_cli.stats import ExactSum, zero_where_weightless
 
 
 def smooth_l1(pred: Any, target: Any, beta: float = 1.0, reduction: str = "mean", weight: Any = None) -> Any:
@@ -52,6 +53,8 @@ def _diff(pred: Any, target: Any) -> tuple[Any, Any]:
 
 
 def _reduce(terms: Any, reduction: str, weight: Any, xp: Any) -> Any:
+    """The reduction of the command's statistics (smoothl1_cli.stats): compensated sums, scaled by powers
+    of two where float64 would overflow, weight-0 rows left out; on the GPU the sums run there."""
     if weight is not None:
         weight = xp.asarray(weight, dtype=xp.float64)
         if weight.shape != terms.shape:
@@ -60,19 +63,19 @@ def _reduce(terms: Any, reduction: str, weight: Any, xp: Any) -> Any:
             raise InputError("weights must not be negative")
     if reduction == "none":
         return terms if weight is None else terms * weight
-    total = xp.sum(terms if weight is None else terms * weight)
+    if reduction not in ("sum", "mean"):
+        raise InputError(f"reduction must be mean, sum or none, not {reduction!r}")
+    total = ExactSum.of(zero_where_weightless(terms, weight), weight)
     if reduction == "sum":
-        return _scalar(total, xp)
-    if reduction == "mean":
-        count = terms.size if weight is None else xp.sum(weight)
-        if float(count) == 0:
-            raise InputError("nothing to average: no elements, or weights that add up to 0")
-        return _scalar(total / count, xp)
-    raise InputError(f"reduction must be mean, sum or none, not {reduction!r}")
+        return _scalar(total.value, xp)
+    count = ExactSum(float(terms.size)) if weight is None else ExactSum.of(weight)
+    if count.value == 0:
+        raise InputError("nothing to average: no elements, or weights that add up to 0")
+    return _scalar(total.ratio(count), xp)
 
 
-def _scalar(value: Any, xp: Any) -> Any:
-    return float(value) if xp.__name__ == "numpy" else value  # a CuPy scalar stays on the GPU
+def _scalar(value: float, xp: Any) -> Any:
+    return value if xp.__name__ == "numpy" else xp.asarray(value)  # CuPy in, a CuPy scalar out (as before)
 
 
 def evaluate(

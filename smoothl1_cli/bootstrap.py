@@ -14,8 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from smoothl1_cli.sketch import same_fields
+from smoothl1_cli.stats import zero_where_weightless
+
 Floats = np.ndarray[Any, Any]
-_BLOCK_ROWS = 2048  # rows per weight matrix: replicates x 2048 float64 stays a few MB
+_BLOCK_ROWS = 2048  # rows per weight matrix (the sums depend on it: keep it, or replicates change)
+_BLOCK_REPLICATES = 128  # replicates per weight matrix: 128 x 2048 float64 is 2 MiB, at any --bootstrap
 _MASK16 = np.uint64(0xFFFF)
 
 
@@ -36,17 +40,19 @@ def _splitmix64(z: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return mixed
 
 
-def poisson_weights(seed: int, rows: np.ndarray[Any, Any], replicates: int) -> Floats:
-    """A (replicates, len(rows)) matrix of Poisson(1) weights, each a function of (seed, row, replicate)."""
+def poisson_weights(seed: int, rows: np.ndarray[Any, Any], replicates: int, first: int = 0) -> Floats:
+    """A (replicates, len(rows)) matrix of Poisson(1) weights of replicates first, first + 1, ...
+    (`first` a multiple of 4), each a function of (seed, row, replicate)."""
     groups = (replicates + 3) // 4  # one 64-bit hash gives four 16-bit uniforms
     key = _splitmix64(np.array([seed], dtype=np.uint64))[0]
-    counters = (rows.astype(np.uint64)[None, :] << np.uint64(16)) + np.arange(groups, dtype=np.uint64)[:, None]
+    hash_groups = np.arange(first // 4, first // 4 + groups, dtype=np.uint64)
+    counters = (rows.astype(np.uint64)[None, :] << np.uint64(16)) + hash_groups[:, None]
     hashed = _splitmix64(counters ^ key)
     uniforms = np.stack([(hashed >> np.uint64(16 * part)) & _MASK16 for part in range(4)], axis=1)
     return _POISSON[uniforms.reshape(groups * 4, rows.size)[:replicates]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class BootstrapStats:
     """Per replicate: each result's weighted loss sum, and the (shared) weight sum."""
 
@@ -61,16 +67,21 @@ class BootstrapStats:
     def update(self, rows: np.ndarray[Any, Any], losses: list[Floats], weight: Floats | None) -> BootstrapStats:
         """Add one chunk: `rows` are global row numbers, `losses` one array per result."""
         sums, weights = self.sums.copy(), self.weights.copy()
-        replicates = weights.size
+        losses = [zero_where_weightless(loss, weight) for loss in losses]  # 0 * inf is NaN
         for start in range(0, rows.size, _BLOCK_ROWS):
             block = slice(start, start + _BLOCK_ROWS)
-            draws = poisson_weights(self.seed, rows[block], replicates)
-            if weight is not None:
-                draws = draws * weight[block]
-            weights += draws.sum(axis=1)
-            for index, loss in enumerate(losses):
-                sums[index] += (draws * loss[block]).sum(axis=1)  # no BLAS: it fights Arrow's threads
+            for first in range(0, weights.size, _BLOCK_REPLICATES):  # bounded memory at any replicate count
+                replicates = slice(first, first + _BLOCK_REPLICATES)
+                draws = poisson_weights(self.seed, rows[block], weights[replicates].size, first)
+                if weight is not None:
+                    draws = draws * weight[block]
+                weights[replicates] += draws.sum(axis=1)
+                for index, loss in enumerate(losses):
+                    sums[index, replicates] += (draws * loss[block]).sum(axis=1)  # no BLAS: it fights Arrow's threads
         return BootstrapStats(self.seed, sums, weights)
+
+    def __eq__(self, other: object) -> bool:
+        return same_fields(self, other)
 
     def merge(self, other: BootstrapStats) -> BootstrapStats:
         return BootstrapStats(self.seed, self.sums + other.sums, self.weights + other.weights)

@@ -22,7 +22,7 @@ from smoothl1_cli.errors import InputError
 from smoothl1_cli.readers import TYPED_FORMATS, Source, beyond_exact_integers, to_float64, to_int64
 from smoothl1_cli.report import GroupResult, InputInfo, Report, Result, WorstRow
 from smoothl1_cli.sketch import EXACT_LIMIT, QuantileSketch
-from smoothl1_cli.stats import Chunk, GroupStats, LossStats
+from smoothl1_cli.stats import Chunk, GroupStats, LossStats, zero_where_weightless
 
 if TYPE_CHECKING:
     from smoothl1_cli.bootstrap import BootstrapStats
@@ -353,7 +353,7 @@ class _Run:
             for index, (pred, target) in enumerate(self.plan.pairs):
                 diff = columns[pred] - columns[target]
                 loss = self.terms(diff)
-                self._note_overflow(pred, loss, columns[pred], columns[target], rows)
+                self._note_overflow(pred, zero_where_weightless(loss, weight), columns[pred], columns[target], rows)
                 abs_diff = np.abs(diff)
                 linear = abs_diff >= parameter
                 if bad_rows and self.options.nan_policy == "propagate":

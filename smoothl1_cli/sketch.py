@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -29,12 +29,43 @@ Floats = np.ndarray[Any, Any]
 _Part = tuple[Floats, Floats | None]  # values (no NaN), and their weights (None: all 1)
 
 
-@dataclass(frozen=True, slots=True)
+def field_values(accumulator: Any) -> tuple[Any, ...]:
+    """A dataclass's field values, in order."""
+    return tuple(getattr(accumulator, f.name) for f in fields(accumulator))
+
+
+def same_fields(a: Any, b: object) -> bool:
+    """Accumulators are equal when their statistics are: the same type, field by field (same_value)."""
+    return type(a) is type(b) and same_value(field_values(a), field_values(b))
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Value equality for accumulators' fields: arrays element-wise (NaN equal to NaN), containers item
+    by item, floats with NaN equal to NaN."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)) or a.shape != b.shape:
+            return False
+        return bool(np.array_equal(a, b, equal_nan=a.dtype.kind == b.dtype.kind == "f"))
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_value(a[key], b[key]) for key in a)
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class QuantileSketch:
     """Exact values while few (or always, with limit=inf); else weighted counts in log buckets."""
 
     limit: float = EXACT_LIMIT
-    parts: tuple[_Part, ...] | None = ()  # the exact values, chunk by chunk; None once bucketed
+    # The exact values, chunk by chunk, are parts[:used] (None once bucketed). The list is append-only
+    # and shared with the sketch this one grew from, so adding a chunk copies nothing (--exact-quantiles
+    # stays linear in the chunks); a sketch whose list another one extended copies its own prefix.
+    parts: list[_Part] | None = field(default_factory=list)
+    used: int = 0
+    size: int = 0  # values in parts[:used]
     offset: int = 0  # bucket key of counts[0]
     counts: Floats = field(default_factory=lambda: _EMPTY)
     zeros: float = 0.0
@@ -42,9 +73,16 @@ class QuantileSketch:
     nan: float = 0.0
     unit: float = 1.0  # the rank one row takes: 1, or the smallest positive weight where weights are below 1
 
-    @property
-    def exact_size(self) -> int:
-        return sum(values.size for values, _ in self.parts or ())
+    def __eq__(self, other: object) -> bool:
+        """The same values (however chunked) and counts: equal sketches give equal quantiles."""
+        if not isinstance(other, QuantileSketch):
+            return False
+        mine, theirs = (
+            (s.limit, s.parts is None, s._exact() if s.parts is not None else (), s.offset, s.counts, s.zeros,
+             s.infinite, s.nan, s.unit)
+            for s in (self, other)
+        )  # fmt: skip
+        return same_value(mine, theirs)
 
     def update(self, values: Floats, weights: Floats | None = None) -> QuantileSketch:
         """Add a chunk of values (>= 0, inf or NaN), each counted with its weight (default 1)."""
@@ -54,14 +92,16 @@ class QuantileSketch:
             0.0 if not has_nan else float(np.count_nonzero(nan)) if weights is None else float(weights[nan].sum())
         )
         part = (values[~nan], None if weights is None else weights[~nan]) if has_nan else (values, weights)
-        chunk = QuantileSketch(self.limit, (part,), nan=nan_weight)
+        chunk = QuantileSketch(self.limit, [part], 1, int(part[0].size), nan=nan_weight)
         return self.merge(chunk if self.parts is not None else chunk._bucketed())  # bucketed already: no copies
 
     def merge(self, other: QuantileSketch) -> QuantileSketch:
         """The sketch of both inputs together (exact: values join, counts add)."""
         nan = self.nan + other.nan
-        if self.parts is not None and other.parts is not None and self.exact_size + other.exact_size <= self.limit:
-            return QuantileSketch(self.limit, self.parts + other.parts, nan=nan)
+        if self.parts is not None and other.parts is not None and self.size + other.size <= self.limit:
+            parts = self.parts if self.used and len(self.parts) == self.used else self.parts[: self.used]
+            parts.extend(other.parts[: other.used])
+            return QuantileSketch(self.limit, parts, len(parts), self.size + other.size, nan=nan)
         a, b = self._bucketed(), other._bucketed()
         if a.counts.size == 0 or b.counts.size == 0:
             offset, counts = (a.offset, a.counts) if b.counts.size == 0 else (b.offset, b.counts)
@@ -72,7 +112,7 @@ class QuantileSketch:
             counts[a.offset - offset : a.offset - offset + a.counts.size] += a.counts
             counts[b.offset - offset : b.offset - offset + b.counts.size] += b.counts
         zeros, infinite, unit = a.zeros + b.zeros, a.infinite + b.infinite, min(a.unit, b.unit)
-        return QuantileSketch(self.limit, None, offset, counts, zeros, infinite, nan, unit)
+        return QuantileSketch(self.limit, None, 0, 0, offset, counts, zeros, infinite, nan, unit)
 
     def _bucketed(self) -> QuantileSketch:
         if self.parts is None:
@@ -83,13 +123,13 @@ class QuantileSketch:
             keys = np.ceil(np.log(values[positive]) * _INV_LOG_GAMMA).astype(np.int64)
         zeros, infinite = _total(values == 0, weights), _total(values == math.inf, weights)
         if keys.size == 0:
-            return QuantileSketch(self.limit, None, 0, _EMPTY, zeros, infinite, self.nan, _unit(weights))
+            return QuantileSketch(self.limit, None, 0, 0, 0, _EMPTY, zeros, infinite, self.nan, _unit(weights))
         low = int(keys.min())
         counts = np.bincount(keys - low, weights=None if weights is None else weights[positive]).astype(np.float64)
-        return QuantileSketch(self.limit, None, low, counts, zeros, infinite, self.nan, _unit(weights))
+        return QuantileSketch(self.limit, None, 0, 0, low, counts, zeros, infinite, self.nan, _unit(weights))
 
     def _exact(self) -> tuple[Floats, Floats | None]:
-        parts = self.parts or ()
+        parts = (self.parts or [])[: self.used]
         if len(parts) == 1:
             return parts[0]
         values = np.concatenate([v for v, _ in parts]) if parts else _EMPTY

@@ -13,38 +13,64 @@ from typing import Any
 
 import numpy as np
 
-from smoothl1_cli.sketch import QuantileSketch
+from smoothl1_cli.sketch import QuantileSketch, field_values, same_fields
 
 FloatArray = np.ndarray[Any, Any]
+Real = Any  # a float: one result's statistic; or a float64 array, one per group (GroupStats)
 QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 _NO_FLOATS: FloatArray = np.zeros(0)
 _NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
-def _two_sum(a: float, b: float) -> tuple[float, float]:
+def _native(value: Any) -> Any:
+    """A NumPy scalar (or 0-d array) as a Python number: one result's statistics stay floats and ints,
+    while a group's are arrays with one element per group, through the same arithmetic."""
+    if isinstance(value, np.ndarray) and value.ndim:
+        return value
+    return value.item() if isinstance(value, np.ndarray | np.generic) else value
+
+
+def _pick(condition: Any, a: Any, b: Any) -> Any:
+    """np.where, element by element for groups, that keeps a float a float."""
+    if isinstance(condition, bool | np.bool_):
+        return _native(a if condition else b)  # one result: no array to build
+    return _native(np.where(condition, a, b))
+
+
+def _any(flags: Any) -> bool:
+    return bool(flags) if isinstance(flags, bool | np.bool_) else bool(flags.any())
+
+
+def _two_sum(a: Real, b: Real) -> tuple[Real, Real]:
     """a + b, and what rounding lost (Knuth); an infinite or NaN sum loses nothing we can keep."""
-    s = a + b
-    if not math.isfinite(s):
-        return s, 0.0
-    b_part = s - a
-    return s, (a - (s - b_part)) + (b - b_part)
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = a + b
+        b_part = s - a
+        error = (a - (s - b_part)) + (b - b_part)
+    return s, _pick(np.isfinite(s), error, 0.0)
 
 
-def _ldexp(x: float, exponent: int) -> float:
+def _ldexp(x: Real, exponent: Any) -> Real:
     """x * 2**exponent: exact unless it leaves float64's range (inf beyond it, 0 below)."""
-    if exponent == 0 or not math.isfinite(x):
+    if isinstance(exponent, int) and exponent == 0:
         return x
-    try:
-        return math.ldexp(x, exponent)
-    except OverflowError:
-        return math.copysign(math.inf, x)
+    with np.errstate(over="ignore", under="ignore"):
+        return _native(np.ldexp(x, exponent))
 
 
-def _exponent(values: FloatArray | None) -> int:
-    """The power of two that brings the largest |value| into [0.5, 1)."""
-    if values is None or values.size == 0:
-        return 0
-    return math.frexp(float(np.max(np.abs(values))))[1]
+def _exponent(top: Real) -> Any:
+    """The power of two that brings |top| into [0.5, 1) (0 for 0, inf and NaN)."""
+    return _native(np.frexp(top)[1].astype(np.int64))
+
+
+def _larger_exponent(exponent_a: Any, a: Real, exponent_b: Any, b: Real) -> Any:
+    """The exponent that brings the larger of |a| * 2**exponent_a and |b| * 2**exponent_b into [0.5, 1);
+    a zero (or not finite) one claims none, and with neither the larger exponent stays."""
+    with np.errstate(invalid="ignore"):
+        claims_a, claims_b = (a != 0) & np.isfinite(a), (b != 0) & np.isfinite(b)
+    top_a, top_b = exponent_a + _exponent(a), exponent_b + _exponent(b)
+    either = _pick(claims_a, top_a, _pick(claims_b, top_b, np.maximum(exponent_a, exponent_b)))
+    return _pick(claims_a & claims_b, np.maximum(top_a, top_b), either)
 
 
 def _terms(values: FloatArray, weights: FloatArray | None, square: bool) -> FloatArray:
@@ -52,105 +78,209 @@ def _terms(values: FloatArray, weights: FloatArray | None, square: bool) -> Floa
     return terms if weights is None else terms * weights
 
 
-def _finite(*arrays: FloatArray | None) -> bool:
-    return all(a is None or bool(np.isfinite(a).all()) for a in arrays)
+class AllRows:
+    """Reductions over all of a chunk's rows: the statistics of one result."""
+
+    def __init__(self, rows: int) -> None:
+        self.count = float(rows)
+
+    def sum(self, values: FloatArray) -> float:
+        return float(values.sum())  # pairwise summation
+
+    def max(self, values: FloatArray) -> float:
+        return float(values.max()) if values.size else 0.0
+
+    def min(self, values: FloatArray) -> float:
+        return float(values.min()) if values.size else math.inf
+
+    def all(self, flags: np.ndarray[Any, Any]) -> bool:
+        return bool(flags.all())
+
+    def any(self, flags: np.ndarray[Any, Any]) -> bool:
+        return bool(flags.any())
+
+    def spread(self, per_result: Any) -> Any:
+        """A value of the result, for each of its rows."""
+        return per_result
 
 
-@dataclass(frozen=True, slots=True)
-class ExactSum:
-    """A compensated sum, times 2**exponent.
+class GroupRows(AllRows):
+    """Reductions per group of a chunk whose rows are sorted by group, `codes` (< `groups`): each
+    group's rows are summed pairwise (np.add.reduceat), like a whole chunk, never one after another."""
 
-    Long sums of chunk totals stay within 1e-12 of math.fsum; a sum of finite terms that would
-    overflow float64 is kept scaled down by a power of two (exactly), so that a mean of huge
-    losses is still right, and only a value that is itself beyond float64 becomes inf.
-    """
-
-    total: float = 0.0
-    error: float = 0.0  # rounding lost from `total`
-    exponent: int = 0
+    def __init__(self, codes: np.ndarray[Any, Any], groups: int) -> None:
+        self.codes, self.groups = codes, groups
+        self.starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1]))) if codes.size else _NO_ROWS
+        self.present = codes[self.starts]
+        self.count = np.bincount(codes, minlength=groups).astype(np.float64)  # type: ignore[assignment]
 
     @staticmethod
-    def of(values: FloatArray, weights: FloatArray | None = None, square: bool = False) -> ExactSum:
-        """sum(w * v) (or sum(w * v**2)), scaled where the plain float64 sum would overflow."""
-        with np.errstate(over="ignore", invalid="ignore"):
-            plain = float(_terms(values, weights, square).sum())
-        if math.isfinite(plain) or not _finite(values, weights):
-            return ExactSum(plain)  # the common case; or inf and NaN that come from the data
-        value_exponent, weight_exponent = _exponent(values), _exponent(weights)
-        scaled_weights = None if weights is None else np.ldexp(weights, -weight_exponent)
-        scaled = float(_terms(np.ldexp(values, -value_exponent), scaled_weights, square).sum())
-        return ExactSum(scaled, 0.0, (2 if square else 1) * value_exponent + weight_exponent)
+    def order(codes: np.ndarray[Any, Any], groups: int) -> np.ndarray[Any, Any]:
+        """The positions that sort rows by group, keeping their order within each (radix sort where it can)."""
+        return np.argsort(codes.astype(np.uint16) if groups <= 1 << 16 else codes, kind="stable")
 
-    def add(self, value: float) -> ExactSum:
-        return self.merge(ExactSum(value))
+    def _reduce(self, ufunc: np.ufunc, values: np.ndarray[Any, Any], empty: Any) -> np.ndarray[Any, Any]:
+        out = np.full(self.groups, empty)
+        if self.starts.size:
+            out[self.present] = ufunc.reduceat(values, self.starts)
+        return out
+
+    def sum(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
+        return self._reduce(np.add, values, 0.0)
+
+    def max(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
+        return self._reduce(np.maximum, values, 0.0)
+
+    def min(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
+        return self._reduce(np.minimum, values, math.inf)
+
+    def all(self, flags: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:  # type: ignore[override]
+        return self._reduce(np.logical_and, flags, True)
+
+    def any(self, flags: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:  # type: ignore[override]
+        return self._reduce(np.logical_or, flags, False)
+
+    def spread(self, per_result: Any) -> Any:
+        return per_result[self.codes] if isinstance(per_result, np.ndarray) else per_result
+
+
+_TINY = 2.0**-900  # below this a sum may have lost digits to subnormals (or squares underflowed): scale up
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ExactSum:
+    """A compensated sum, times 2**exponent (each field an array of one per group in GroupStats).
+
+    Long sums of chunk totals stay within 1e-12 of math.fsum; a sum of finite terms that would
+    overflow float64, or go subnormal (squares of 1e-300), is kept scaled by a power of two
+    (exactly), so that a mean of huge losses or an RMSE of tiny ones is still right, and only a
+    value that is itself beyond float64 becomes inf.
+    """
+
+    total: Real = 0.0
+    error: Real = 0.0  # rounding lost from `total`
+    exponent: Any = 0  # an int, or an int64 array
+
+    @staticmethod
+    def of(
+        values: FloatArray, weights: FloatArray | None = None, square: bool = False, rows: AllRows | None = None
+    ) -> ExactSum:
+        """sum(w * v) (or sum(w * v**2)) per result or group, scaled where the plain float64 sum would
+        overflow or underflow."""
+        rows = rows or AllRows(values.size)
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            plain = rows.sum(_terms(values, weights, square))
+            suspect = ~np.isfinite(plain) | (np.abs(plain) < _TINY)
+            if not _any(suspect):
+                return ExactSum(plain)  # the common case
+            finite = rows.all(np.isfinite(values)) & (weights is None or rows.all(np.isfinite(weights)))
+            scale = suspect & finite & rows.any(values != 0)  # inf and NaN from the data stay as they are
+            if not _any(scale):
+                return ExactSum(plain)
+            value_exponent = _exponent(rows.max(np.abs(values)))
+            weight_exponent = 0 if weights is None else _exponent(rows.max(np.abs(weights)))
+            scaled_weights = None if weights is None else np.ldexp(weights, -rows.spread(weight_exponent))
+            scaled = rows.sum(_terms(np.ldexp(values, -rows.spread(value_exponent)), scaled_weights, square))
+        exponent = (2 if square else 1) * value_exponent + weight_exponent
+        return ExactSum(_pick(scale, scaled, plain), 0.0, _pick(scale, exponent, 0))
 
     def merge(self, other: ExactSum) -> ExactSum:
-        a, b = self._at(max(self.exponent, other.exponent)), other._at(max(self.exponent, other.exponent))
+        zero_a, zero_b = (self.total == 0) & (self.error == 0), (other.total == 0) & (other.error == 0)
+        exponent = _pick(
+            zero_a, other.exponent, _pick(zero_b, self.exponent, np.maximum(self.exponent, other.exponent))
+        )
+        a, b = self._at(exponent), other._at(exponent)
         total, error = _two_sum(a.total, b.total)
-        return ExactSum(total, a.error + b.error + error, a.exponent)
+        overflowed = ~np.isfinite(total) & np.isfinite(a.total) & np.isfinite(b.total)
+        if _any(overflowed):  # beyond float64: add the halves (exactly halved) instead
+            exponent = _pick(overflowed, exponent + 1, exponent)
+            a, b = self._at(exponent), other._at(exponent)
+            total, error = _two_sum(a.total, b.total)
+        return ExactSum(total, a.error + b.error + error, exponent)
 
-    def _at(self, exponent: int) -> ExactSum:
+    def _at(self, exponent: Any) -> ExactSum:
         shift = self.exponent - exponent
         return ExactSum(_ldexp(self.total, shift), _ldexp(self.error, shift), exponent)
 
     @property
-    def scaled(self) -> float:
+    def scaled(self) -> Real:
         """The sum without its power of two."""
-        return self.total + self.error if math.isfinite(self.total) else self.total
+        return self.total + self.error  # (an inf or NaN total has no error)
 
     @property
-    def value(self) -> float:
+    def value(self) -> Real:
         return _ldexp(self.scaled, self.exponent)
+
+    def __eq__(self, other: object) -> bool:
+        return same_fields(self, other)
 
     def ratio(self, other: ExactSum) -> float:
         """self / other, without overflowing on the way (a mean of huge losses stays finite)."""
         if other.scaled == 0:
             return math.nan
-        return _ldexp(self.scaled / other.scaled, self.exponent - other.exponent)
+        return float(_ldexp(self.scaled / other.scaled, self.exponent - other.exponent))
 
 
-@dataclass(frozen=True, slots=True)
+_WINDOW = 2.0**400  # a mean within [1 / _WINDOW, _WINDOW] has squares (and their sums) well within float64
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class Moments:
     """Weight, mean and M2 of the losses, merged by Chan's formula (never a running mean).
 
-    Like ExactSum, kept scaled by powers of two where the data would overflow them: the true
-    weight is weight * 2**weight_exponent, the mean mean * 2**exponent, and M2
-    m2 * 2**(2 * exponent + weight_exponent).
+    Like ExactSum, kept scaled by powers of two where the data would overflow or underflow them: the
+    true weight is weight * 2**weight_exponent, the mean mean * 2**exponent, and M2
+    m2 * 2**(2 * exponent + weight_exponent). A merge works at the exponents that bring the larger
+    mean and weight into [0.5, 1), so that means far apart (0.125 and 1e160) neither overflow nor
+    underflow there. Each field is an array of one per group in GroupStats.
     """
 
-    weight: float = 0.0
-    mean: float = 0.0
-    m2: float = 0.0
-    exponent: int = 0
-    weight_exponent: int = 0
+    weight: Real = 0.0
+    mean: Real = 0.0
+    m2: Real = 0.0
+    exponent: Any = 0
+    weight_exponent: Any = 0
 
     @staticmethod
-    def of(values: FloatArray, weights: FloatArray | None) -> Moments:
+    def of(values: FloatArray, weights: FloatArray | None, rows: AllRows | None = None) -> Moments:
+        rows = rows or AllRows(values.size)
         if values.size == 0:
             return Moments()
-        with np.errstate(over="ignore", invalid="ignore"):
-            plain = Moments._plain(values, weights)
-        if math.isfinite(plain.weight) and math.isfinite(plain.mean) and math.isfinite(plain.m2):
-            return plain
-        if not _finite(values, weights):
-            return plain  # NaN or inf in the data: they propagate
-        exponent, weight_exponent = _exponent(values), _exponent(weights)
-        scaled_weights = None if weights is None else np.ldexp(weights, -weight_exponent)
-        scaled = Moments._plain(np.ldexp(values, -exponent), scaled_weights)
-        return Moments(scaled.weight, scaled.mean, scaled.m2, exponent, weight_exponent)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            plain = Moments._plain(values, weights, rows)
+            magnitude = np.abs(plain.mean)
+            fits = np.isfinite(plain.weight) & np.isfinite(plain.m2) & ((magnitude == 0) | (magnitude >= 1 / _WINDOW))
+            fits &= magnitude <= _WINDOW
+            if not _any(~fits):
+                return plain
+            finite = rows.all(np.isfinite(values)) & (weights is None or rows.all(np.isfinite(weights)))
+            scale = ~fits & finite  # NaN or inf in the data: they propagate
+            if not _any(scale):
+                return plain
+            exponent = _exponent(rows.max(np.abs(values)))
+            weight_exponent = 0 if weights is None else _exponent(rows.max(np.abs(weights)))
+            scaled_weights = None if weights is None else np.ldexp(weights, -rows.spread(weight_exponent))
+            scaled = Moments._plain(np.ldexp(values, -rows.spread(exponent)), scaled_weights, rows)
+        return Moments(
+            _pick(scale, scaled.weight, plain.weight),
+            _pick(scale, scaled.mean, plain.mean),
+            _pick(scale, scaled.m2, plain.m2),
+            _pick(scale, exponent, 0),
+            _pick(scale, weight_exponent, 0),
+        )
 
     @staticmethod
-    def _plain(values: FloatArray, weights: FloatArray | None) -> Moments:
+    def _plain(values: FloatArray, weights: FloatArray | None, rows: AllRows) -> Moments:
         if weights is None:
-            mean = float(values.mean())
-            return Moments(float(values.size), mean, float(np.square(values - mean).sum()))
-        weight = float(weights.sum())
-        if weight == 0:
-            return Moments()
-        mean = float((weights * values).sum() / weight)
-        return Moments(weight, mean, float((weights * np.square(values - mean)).sum()))
+            mean = _pick(rows.count > 0, np.divide(rows.sum(values), rows.count), 0.0)  # (= values.mean())
+            return Moments(rows.count, mean, rows.sum(np.square(values - rows.spread(mean))))
+        weight = rows.sum(weights)
+        weighted = weight != 0
+        mean = _pick(weighted, np.divide(rows.sum(weights * values), weight), 0.0)
+        m2 = rows.sum(weights * np.square(values - rows.spread(mean)))
+        return Moments(_pick(weighted, weight, 0.0), mean, _pick(weighted, m2, 0.0))
 
-    def _at(self, exponent: int, weight_exponent: int) -> Moments:
+    def _at(self, exponent: Any, weight_exponent: Any) -> Moments:
         shift, weight_shift = self.exponent - exponent, self.weight_exponent - weight_exponent
         return Moments(
             _ldexp(self.weight, weight_shift),
@@ -161,28 +291,35 @@ class Moments:
         )
 
     def merge(self, other: Moments) -> Moments:
-        if other.weight == 0:
-            return self
-        if self.weight == 0:
-            return other
-        exponent = max(self.exponent, other.exponent)
-        weight_exponent = max(self.weight_exponent, other.weight_exponent)
+        exponent = _larger_exponent(self.exponent, self.mean, other.exponent, other.mean)
+        weight_exponent = _larger_exponent(self.weight_exponent, self.weight, other.weight_exponent, other.weight)
         a, b = self._at(exponent, weight_exponent), other._at(exponent, weight_exponent)
-        weight = a.weight + b.weight
-        delta = b.mean - a.mean
-        mean = a.mean + delta * (b.weight / weight)
-        m2 = a.m2 + b.m2 + delta * delta * (a.weight * b.weight / weight)
-        return Moments(weight, mean, m2, exponent, weight_exponent)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            weight = a.weight + b.weight
+            delta = b.mean - a.mean
+            mean = a.mean + delta * np.divide(b.weight, weight)
+            m2 = a.m2 + b.m2 + delta * delta * np.divide(a.weight * b.weight, weight)
+        merged = (weight, mean, m2, exponent, weight_exponent)
+        mine, theirs = field_values(self), field_values(other)
+        return Moments(
+            *(
+                _pick(other.weight == 0, m, _pick(self.weight == 0, t, both))
+                for m, t, both in zip(mine, theirs, merged, strict=True)
+            )
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return same_fields(self, other)
 
     @property
     def std(self) -> float:
         """Population standard deviation (ddof 0)."""
         if not (self.weight > 0 and self.m2 >= 0):
             return math.nan
-        return _ldexp(math.sqrt(self.m2 / self.weight), self.exponent)
+        return float(_ldexp(math.sqrt(self.m2 / self.weight), self.exponent))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class WorstRows:
     """The k largest losses seen so far, ties broken by the earlier row (deterministic at any chunking)."""
 
@@ -211,6 +348,9 @@ class WorstRows:
             picked = _largest(loss, self.k)
         ids = tuple(ids_of(picked)) if ids_of is not None else ()
         return self.merge(WorstRows(self.k, loss[picked], rows[picked], prediction[picked], actual[picked], ids))
+
+    def __eq__(self, other: object) -> bool:
+        return same_fields(self, other)
 
     def merge(self, other: WorstRows) -> WorstRows:
         loss = np.concatenate([self.loss, other.loss])
@@ -272,55 +412,54 @@ class Summary:
     distribution: QuantileSketch | None = None  # for the table view's histogram, drawn only there
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class LossStats:
     """Sufficient statistics of one result's losses: update with chunks, merge, summarize."""
 
     top_k: int = 0
     count: int = 0
-    loss: ExactSum = ExactSum()
-    weight: ExactSum = ExactSum()
-    abs_diff: ExactSum = ExactSum()
-    sq_diff: ExactSum = ExactSum()
-    linear: ExactSum = ExactSum()
-    moments: Moments = Moments()
+    loss: ExactSum = field(default_factory=ExactSum)
+    weight: ExactSum = field(default_factory=ExactSum)
+    abs_diff: ExactSum = field(default_factory=ExactSum)
+    sq_diff: ExactSum = field(default_factory=ExactSum)
+    linear: ExactSum = field(default_factory=ExactSum)
+    moments: Moments = field(default_factory=Moments)
     min: float = math.inf
     max: float = -math.inf
-    sketch: QuantileSketch = QuantileSketch()
+    sketch: QuantileSketch = field(default_factory=QuantileSketch)
     worst: WorstRows | None = None
 
     def update(self, chunk: Chunk) -> LossStats:
         """These statistics plus one chunk's (the sketch and worst rows are updated in place of a merge,
         so a full top-k list screens the chunk with one comparison)."""
-        loss, w = chunk.loss, chunk.weight
-        if loss.size == 0:
+        if chunk.loss.size == 0:
             return self
-        rows_read = int(loss.size)
-        if w is not None and not bool(w.all()):
-            chunk = _without_weightless_rows(chunk)  # 0 * inf is NaN: a weight-0 row must not reach a sum
-            loss, w = chunk.loss, chunk.weight
+        rows_read = int(chunk.loss.size)
+        keep = _weighted_rows(chunk.weight)
+        if keep is not None:
+            chunk = _without_weightless_rows(chunk, keep)
+        loss, w = chunk.loss, chunk.weight
         with np.errstate(invalid="ignore", over="ignore"):
-            seen = loss if w is None else loss[w > 0]
-            lowest = float(seen.min()) if seen.size else math.inf
-            highest = float(seen.max()) if seen.size else -math.inf
+            rows = AllRows(loss.size)
+            sums = _chunk_sums(chunk, rows)
             return LossStats(
                 self.top_k,
                 self.count + rows_read,
-                self.loss.merge(ExactSum.of(loss, w)),
-                self.weight.add(float(rows_read)) if w is None else self.weight.merge(ExactSum.of(w)),
-                self.abs_diff.merge(ExactSum.of(chunk.abs_diff, w)),
-                self.sq_diff.merge(
-                    ExactSum.of(chunk.abs_diff, w, square=True)
-                    if chunk.sq_diff is None
-                    else ExactSum.of(chunk.sq_diff, w)
-                ),
-                self.linear.merge(ExactSum.of(chunk.linear, w)),
+                self.loss.merge(sums["loss"]),
+                self.weight.merge(sums["weight"]),
+                self.abs_diff.merge(sums["abs_diff"]),
+                self.sq_diff.merge(sums["sq_diff"]),
+                self.linear.merge(sums["linear"]),
                 self.moments.merge(Moments.of(loss, w)),
-                _nan_or(min, self.min, lowest),
-                _nan_or(max, self.max, highest),
+                _nan_or(min, self.min, rows.min(loss)),
+                _nan_or(max, self.max, -rows.min(-loss)),  # as a group's: NaN propagates
                 self.sketch.update(loss, w),
                 self._worst_with(chunk),
             )
+
+    def _sums(self) -> dict[str, ExactSum]:
+        return {"loss": self.loss, "weight": self.weight, "abs_diff": self.abs_diff, "sq_diff": self.sq_diff,
+                "linear": self.linear}  # fmt: skip
 
     def _worst_with(self, chunk: Chunk) -> WorstRows | None:
         if self.top_k == 0 or chunk.prediction is None or chunk.actual is None:
@@ -348,21 +487,10 @@ class LossStats:
 
     def summarize(self) -> Summary:
         """The reported statistics; the caller checks that there was a row and a weight."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return Summary(
-                count=self.count,
-                weight=self.weight.value,
-                mean=self.loss.ratio(self.weight),
-                sum=self.loss.value,
-                std=self.moments.std,
-                min=self.min if self.count else math.nan,
-                max=self.max if self.count else math.nan,
-                quantiles=self._quantiles(),
-                linear_fraction=self.linear.ratio(self.weight),
-                mae=self.abs_diff.ratio(self.weight),
-                rmse=_sqrt_ratio(self.sq_diff, self.weight),
-                distribution=self.sketch,
-            )
+        return _summary(self.count, self._sums(), self.moments, self.min, self.max, self._quantiles(), self.sketch)
+
+    def __eq__(self, other: object) -> bool:
+        return same_fields(self, other)
 
     def _quantiles(self) -> dict[str, float]:
         """The sketch's estimates, kept within [min, max] (an estimate may land just outside)."""
@@ -373,11 +501,71 @@ class LossStats:
         }
 
 
-def _without_weightless_rows(chunk: Chunk) -> Chunk:
-    """The chunk's sums without its weight-0 rows (they still count as rows read, and the worst rows
-    and quantiles skip them on their own)."""
-    assert chunk.weight is not None
-    keep = chunk.weight > 0
+_SUMS = ("loss", "weight", "abs_diff", "sq_diff", "linear")
+
+
+def _chunk_sums(chunk: Chunk, rows: AllRows) -> dict[str, ExactSum]:
+    """The chunk's sums (per result, or per group), named as in _SUMS; without weights the weight is
+    the count of rows."""
+    w = chunk.weight
+    sq_diff = (
+        ExactSum.of(chunk.abs_diff, w, True, rows)
+        if chunk.sq_diff is None
+        else ExactSum.of(chunk.sq_diff, w, rows=rows)
+    )
+    return {
+        "loss": ExactSum.of(chunk.loss, w, rows=rows),
+        "weight": ExactSum(rows.count) if w is None else ExactSum.of(w, rows=rows),
+        "abs_diff": ExactSum.of(chunk.abs_diff, w, rows=rows),
+        "sq_diff": sq_diff,
+        "linear": ExactSum.of(chunk.linear.astype(np.float64, copy=False), w, rows=rows),
+    }
+
+
+def _summary(
+    count: int,
+    sums: dict[str, ExactSum],
+    moments: Moments,
+    lowest: float,
+    highest: float,
+    quantiles: dict[str, float],
+    distribution: QuantileSketch | None,
+) -> Summary:
+    """The reported statistics of a result or a group, from its sums and moments."""
+    weight = sums["weight"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return Summary(
+            count=count,
+            weight=float(weight.value),
+            mean=sums["loss"].ratio(weight),
+            sum=float(sums["loss"].value),
+            std=moments.std,
+            min=lowest if count else math.nan,
+            max=highest if count else math.nan,
+            quantiles=quantiles,
+            linear_fraction=sums["linear"].ratio(weight),
+            mae=sums["abs_diff"].ratio(weight),
+            rmse=_sqrt_ratio(sums["sq_diff"], weight),
+            distribution=distribution,
+        )
+
+
+def _weighted_rows(weight: FloatArray | None) -> np.ndarray[Any, Any] | None:
+    """The rows of positive weight, where some weight is 0 (else None): 0 * inf is NaN, so a weight-0
+    row must not reach a sum (it still counts as a row read)."""
+    return None if weight is None or bool(weight.all()) else weight > 0
+
+
+def zero_where_weightless(loss: FloatArray, weight: FloatArray | None) -> FloatArray:
+    """`loss` with the losses of weight-0 rows set to 0, for sums that keep every row (the bootstrap's):
+    such a row takes no part in them, even where its loss overflowed."""
+    keep = _weighted_rows(weight)
+    return loss if keep is None else np.where(keep, loss, 0.0)
+
+
+def _without_weightless_rows(chunk: Chunk, keep: np.ndarray[Any, Any]) -> Chunk:
+    """The chunk without its weight-0 rows (`keep` from _weighted_rows); the worst rows and quantiles
+    skip them on their own."""
     return replace(
         chunk,
         loss=chunk.loss[keep],
@@ -385,11 +573,16 @@ def _without_weightless_rows(chunk: Chunk) -> Chunk:
         sq_diff=None if chunk.sq_diff is None else chunk.sq_diff[keep],
         linear=chunk.linear[keep],
         rows=chunk.rows[keep],
-        weight=chunk.weight[keep],
+        weight=None if chunk.weight is None else chunk.weight[keep],
         prediction=None if chunk.prediction is None else chunk.prediction[keep],
         actual=None if chunk.actual is None else chunk.actual[keep],
         ids_of=None if chunk.ids_of is None else _positions_of(chunk.ids_of, np.flatnonzero(keep)),
     )
+
+
+def _element(accumulator: Any, group: int) -> Any:
+    """One group's ExactSum or Moments out of GroupStats' arrays of them."""
+    return type(accumulator)(*(part[group].item() for part in field_values(accumulator)))
 
 
 def _positions_of(ids_of: Callable[[np.ndarray[Any, Any]], Sequence[Any]], kept: np.ndarray[Any, Any]) -> Any:
@@ -402,7 +595,7 @@ def _sqrt_ratio(a: ExactSum, b: ExactSum) -> float:
         return math.nan
     shift = a.exponent - b.exponent
     quotient = a.scaled / b.scaled * (2.0 if shift % 2 else 1.0)
-    return _ldexp(math.sqrt(quotient), (shift - shift % 2) // 2)
+    return float(_ldexp(math.sqrt(quotient), (shift - shift % 2) // 2))
 
 
 def _nan_or(pick: Callable[[float, float], float], a: float, b: float) -> float:
@@ -415,38 +608,27 @@ def _merge_worst(a: WorstRows | None, b: WorstRows | None) -> WorstRows | None:
     return a.merge(b)
 
 
-def _two_sum_arrays(a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Element-wise `_two_sum`."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        s = a + b
-        b_part = s - a
-        error = (a - (s - b_part)) + (b - b_part)
-    return s, np.where(np.isfinite(s), error, 0.0)
-
-
-_GROUP_SUMS = ("weight", "loss", "abs_diff", "sq_diff", "linear")
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class GroupStats:
-    """LossStats for many groups at once, as arrays indexed by group code (no quantiles, no worst rows).
+    """LossStats for many groups at once, as arrays indexed by group code (no quantiles, no worst rows):
+    the same ExactSum and Moments, each field an array of one per group.
 
     Memory grows with the number of groups, never with the rows; merging is element-wise.
     """
 
     count: np.ndarray[Any, Any]
-    sums: dict[str, tuple[FloatArray, FloatArray]]  # name -> (total, error) per group, as ExactSum
-    moments: tuple[FloatArray, FloatArray, FloatArray]  # weight, mean, M2 per group
+    sums: dict[str, ExactSum]  # weight, loss, abs_diff, sq_diff, linear
+    moments: Moments
     min: FloatArray
     max: FloatArray
 
     @staticmethod
     def empty(groups: int) -> GroupStats:
-        zeros = np.zeros(groups)
+        zeros, exponents = np.zeros(groups), np.zeros(groups, dtype=np.int64)
         return GroupStats(
             np.zeros(groups, dtype=np.int64),
-            {name: (zeros, zeros) for name in _GROUP_SUMS},
-            (zeros, zeros, zeros),
+            {name: ExactSum(zeros, zeros, exponents) for name in _SUMS},
+            Moments(zeros, zeros, zeros, exponents, exponents),
             np.full(groups, math.inf),
             np.full(groups, -math.inf),
         )
@@ -460,84 +642,53 @@ class GroupStats:
         if groups == self.groups:
             return self
         extra = GroupStats.empty(groups - self.groups)
+
+        def padded(mine: Any, theirs: Any) -> Any:
+            parts = zip(field_values(mine), field_values(theirs), strict=True)
+            return type(mine)(*(np.concatenate([a, b]) for a, b in parts))
+
         return GroupStats(
             np.concatenate([self.count, extra.count]),
-            {
-                name: (np.concatenate([total, extra.sums[name][0]]), np.concatenate([error, extra.sums[name][1]]))
-                for name, (total, error) in self.sums.items()
-            },
-            tuple(np.concatenate([mine, theirs]) for mine, theirs in zip(self.moments, extra.moments, strict=True)),  # type: ignore[arg-type]
+            {name: padded(total, extra.sums[name]) for name, total in self.sums.items()},
+            padded(self.moments, extra.moments),
             np.concatenate([self.min, extra.min]),
             np.concatenate([self.max, extra.max]),
         )
 
     def update(self, codes: np.ndarray[Any, Any], groups: int, chunk: Chunk) -> GroupStats:
         """These statistics plus one chunk whose rows belong to groups `codes` (< `groups`)."""
-        w = chunk.weight
-
-        def per_group(values: FloatArray) -> FloatArray:
-            return np.bincount(codes, weights=values if w is None else values * w, minlength=groups)
-
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            count = np.bincount(codes, minlength=groups)
-            weight = count.astype(np.float64) if w is None else np.bincount(codes, weights=w, minlength=groups)
-            loss = per_group(chunk.loss)
-            mean = np.where(weight > 0, loss / weight, 0.0)
-            m2 = per_group(np.square(chunk.loss - mean[codes]))
-            seen = chunk.loss if w is None else np.where(w > 0, chunk.loss, np.nan)
-            lowest, highest = np.full(groups, math.inf), np.full(groups, -math.inf)
-            np.fmin.at(lowest, codes, seen)  # fmin/fmax skip the NaN of weight-0 rows ...
-            np.fmax.at(highest, codes, seen)
-            nan_rows = np.isnan(chunk.loss) & (True if w is None else w > 0)
-            lowest[np.unique(codes[nan_rows])] = np.nan  # ... while a NaN loss still propagates
-            highest[np.unique(codes[nan_rows])] = np.nan
-        sums = {
-            "weight": weight,
-            "loss": loss,
-            "abs_diff": per_group(chunk.abs_diff),
-            "sq_diff": per_group(np.square(chunk.abs_diff) if chunk.sq_diff is None else chunk.sq_diff),
-            "linear": per_group(chunk.linear.astype(np.float64)),
-        }
-        zeros = np.zeros(groups)
-        chunk_stats = GroupStats(
-            count, {name: (total, zeros) for name, total in sums.items()}, (weight, mean, m2), lowest, highest
-        )
+        count = np.bincount(codes, minlength=groups)
+        keep = _weighted_rows(chunk.weight)
+        weighted = np.arange(codes.size) if keep is None else np.flatnonzero(keep)
+        positions = weighted[GroupRows.order(codes[weighted], groups)]
+        sums_of = (chunk.loss, chunk.abs_diff, chunk.sq_diff, chunk.linear, chunk.rows, chunk.weight)
+        chunk = Chunk(*(None if part is None else part[positions] for part in sums_of))  # type: ignore[arg-type]
+        codes = codes[positions]  # rows by group, without weight-0 rows: what the sums need
+        rows = GroupRows(codes, groups)
+        with np.errstate(invalid="ignore"):
+            sums = _chunk_sums(chunk, rows)
+            moments = Moments.of(chunk.loss, chunk.weight, rows)
+            lowest, highest = rows.min(chunk.loss), -rows.min(-chunk.loss)  # NaN propagates, as in LossStats
+        chunk_stats = GroupStats(count, sums, moments, lowest, highest)
         return self.grown(groups).merge(chunk_stats)
 
     def merge(self, other: GroupStats) -> GroupStats:
         """Both statistics together, group by group (the two must cover the same groups)."""
-        sums = {}
-        for name, (total, error) in self.sums.items():
-            other_total, other_error = other.sums[name]
-            merged, lost = _two_sum_arrays(total, other_total)
-            sums[name] = (merged, error + other_error + lost)
-        (wa, ma, m2a), (wb, mb, m2b) = self.moments, other.moments
-        with np.errstate(invalid="ignore", divide="ignore"):
-            weight = wa + wb
-            delta = mb - ma
-            share = np.where(weight > 0, wb / weight, 0.0)
-            mean = ma + delta * share
-            m2 = m2a + m2b + delta * delta * wa * share
-        lowest = np.where(np.isnan(self.min) | np.isnan(other.min), np.nan, np.fmin(self.min, other.min))
-        highest = np.where(np.isnan(self.max) | np.isnan(other.max), np.nan, np.fmax(self.max, other.max))
-        return GroupStats(self.count + other.count, sums, (weight, mean, m2), lowest, highest)
+        return GroupStats(
+            self.count + other.count,
+            {name: total.merge(other.sums[name]) for name, total in self.sums.items()},
+            self.moments.merge(other.moments),
+            np.minimum(self.min, other.min),
+            np.maximum(self.max, other.max),
+        )
 
     def summarize(self, group: int) -> Summary:
         """One group's statistics, as LossStats.summarize gives them (without quantiles)."""
-        value = {name: float(total[group] + error[group]) for name, (total, error) in self.sums.items()}
-        weight = value["weight"]
-        m_weight, _, m2 = (float(part[group]) for part in self.moments)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return Summary(
-                count=int(self.count[group]),
-                weight=weight,
-                mean=value["loss"] / weight if weight else math.nan,
-                sum=value["loss"],
-                std=math.sqrt(m2 / m_weight) if m_weight > 0 and m2 >= 0 else math.nan,
-                min=float(self.min[group]),
-                max=float(self.max[group]),
-                quantiles={},
-                linear_fraction=value["linear"] / weight if weight else math.nan,
-                mae=value["abs_diff"] / weight if weight else math.nan,
-                rmse=math.sqrt(value["sq_diff"] / weight) if weight and value["sq_diff"] >= 0 else math.nan,
-            )
+        sums = {name: _element(total, group) for name, total in self.sums.items()}
+        return _summary(
+            int(self.count[group]), sums, _element(self.moments, group), float(self.min[group]),
+            float(self.max[group]), {}, None,
+        )  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        return same_fields(self, other)
