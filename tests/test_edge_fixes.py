@@ -13,6 +13,7 @@ import select
 import signal
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +28,9 @@ TARGET = [1.0, 2.0, 3.0, 0.0]
 VALUE = reference_mean(PRED, TARGET)  # 0.125 three times and 3.5: 0.96875
 
 
-def _csv(path: Path, **columns: list[float]) -> Path:
-    lines = [",".join(columns)] + [",".join(map(repr, row)) for row in zip(*columns.values(), strict=True)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 @pytest.fixture
-def data(tmp_path: Path) -> Path:
-    return _csv(tmp_path / "data.csv", y=TARGET, pred=PRED)
+def data(write_table: Callable[..., Path]) -> Path:
+    return write_table("csv", name="data", y=TARGET, pred=PRED)
 
 
 def _error(done: subprocess.CompletedProcess[bytes]) -> str:
@@ -75,11 +70,11 @@ def test_an_output_that_is_the_input_is_refused_and_the_input_kept(smoothl1_comm
 
 
 @pytest.mark.parametrize("inputs", [["{dir}"], ["{dir}/*.csv"], ["{dir}/**/*.csv"]], ids=["directory", "glob", "**"])
-def test_an_output_among_the_expanded_inputs_is_refused(smoothl1_command, tmp_path, inputs):
+def test_an_output_among_the_expanded_inputs_is_refused(smoothl1_command, write_table, tmp_path, inputs):
     folder = tmp_path / "in"
     folder.mkdir()
-    _csv(folder / "a.csv", y=TARGET, pred=PRED)
-    second = _csv(folder / "b.csv", y=TARGET, pred=PRED)
+    write_table("csv", name="in/a", y=TARGET, pred=PRED)
+    second = write_table("csv", name="in/b", y=TARGET, pred=PRED)
     before = second.read_bytes()
     args = [spec.format(dir=folder) for spec in inputs]
     done = run_command(smoothl1_command, "eval", *args, "-t", "y", "--per-row", second, "-q")
@@ -87,9 +82,9 @@ def test_an_output_among_the_expanded_inputs_is_refused(smoothl1_command, tmp_pa
     assert second.read_bytes() == before
 
 
-def test_the_labels_file_as_output_is_refused(smoothl1_command, tmp_path):
-    preds = _csv(tmp_path / "preds.csv", pred=PRED)
-    labels = _csv(tmp_path / "labels.csv", y=TARGET)
+def test_the_labels_file_as_output_is_refused(smoothl1_command, write_table):
+    preds = write_table("csv", name="preds", pred=PRED)
+    labels = write_table("csv", name="labels", y=TARGET)
     before = labels.read_bytes()
     done = run_command(smoothl1_command, "eval", preds, "-t", "y", "--labels", labels, "-o", labels, "-q")
     assert _error(done).startswith(f"Error: -o {labels} is the same file as --labels {labels}: ")
@@ -278,12 +273,12 @@ def test_an_increase_beyond_the_noise_still_fails(smoothl1_command, data, tmp_pa
 # ---------------------------------------------------------------- 13.9: matched by (pred, target)
 
 
-def test_one_pred_against_two_targets_is_matched_by_target(smoothl1_command, tmp_path):
+def test_one_pred_against_two_targets_is_matched_by_target(smoothl1_command, write_table, tmp_path):
     """(p, y1) went from 0 to 1.0 and (p, y2) from 1.0 to 0: overall is unchanged, and matching by pred
     alone compared (p, y2) with (p, y2) only. The regression of (p, y1) must fail the gate."""
     zeros, far = [0.0, 0.0], [1.5, 1.5]  # |d| = 1.5: loss 1.0
-    old = _csv(tmp_path / "old.csv", p=zeros, y1=zeros, y2=far)
-    new = _csv(tmp_path / "new.csv", p=zeros, y1=far, y2=zeros)
+    old = write_table("csv", name="old", p=zeros, y1=zeros, y2=far)
+    new = write_table("csv", name="new", p=zeros, y1=far, y2=zeros)
     assert (reference_mean(zeros, zeros), reference_mean(zeros, far)) == (0.0, 1.0)
     args = ["-t", "y1,y2", "-p", "p,p"]
     saved = tmp_path / "base.json"
