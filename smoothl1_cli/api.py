@@ -182,6 +182,8 @@ def run(
         if max_increase is not None and baseline is None:
             raise InputError("--max-increase needs --baseline REPORT to compare against")
         tolerance = gate.Tolerance.parse(max_increase or "0")
+        if fail_above is not None:
+            gate.check_limit(fail_above)
         saved = gate.load_report(baseline) if baseline is not None else None
         if on is not None and labels is None:
             raise InputError("--on KEY goes with --labels FILE: the key joins the predictions to the labels")

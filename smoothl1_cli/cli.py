@@ -41,9 +41,9 @@ class Cli(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             raise click.exceptions.Exit(ExitCode.INTERRUPTED) from None
-        except Terminated:
-            click.echo("Terminated.", err=True)
-            raise click.exceptions.Exit(ExitCode.TERMINATED) from None
+        except Terminated as exc:
+            click.echo(f"{signal.strsignal(exc.signum)}.", err=True)  # "Terminated.", "Hangup.", ...
+            raise click.exceptions.Exit(ExitCode.SIGNALLED + exc.signum) from None
         except BrokenPipeError:
             from smoothl1_cli.output import silence_stdout
 
@@ -86,8 +86,14 @@ def cli() -> None:
     """Evaluate model outputs with the Smooth L1 (or Huber) loss, exactly as PyTorch computes it."""
 
 
-def _sigterm(signum: int, frame: Any) -> NoReturn:
-    raise Terminated
+# Signals whose default action ends the process at once, temporary files left behind: handled like Ctrl-C.
+TERMINATING = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM)
+
+
+def _terminate(signum: int, frame: Any) -> NoReturn:
+    for other in TERMINATING:  # a second signal must not cut the cleanup short
+        signal.signal(other, signal.SIG_IGN)
+    raise Terminated(signum)
 
 
 @cli.command("eval")
@@ -152,10 +158,12 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
       smoothl1 eval preds.parquet -t y -p model_a -p model_b --fail-above 0.3
     """
     ctx.meta["smoothl1.debug"] = debug
-    signal.signal(signal.SIGTERM, _sigterm)
+    for signum in TERMINATING:
+        signal.signal(signum, _terminate)
     from smoothl1_cli.api import open_all, run
     from smoothl1_cli.evaluation import Options
-    from smoothl1_cli.output import atomic_output
+    from smoothl1_cli.output import atomic_output, refuse_overwriting
+    from smoothl1_cli.readers import expand_inputs
     from smoothl1_cli.render import RENDERERS
 
     settings = Options(id=id_column, **options)
@@ -165,7 +173,18 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
                 "--reduction none streams per-row losses to stdout; drop --per-row, or use --reduction mean"
             )
         per_row = "-"
-    sources = open_all(list(inputs), settings.input_format)
+    if per_row == "-" and output is None and (quiet or fmt != "auto"):
+        shown = "-q" if quiet else f"-f {fmt}"
+        how, instead = (
+            ("--reduction none", "") if settings.reduction == "none" else ("--per-row -", " (or --per-row FILE)")
+        )
+        raise InputError(
+            f"{how} writes the per-row losses to stdout, so the report ({shown}) has no room there: "
+            f"add -o FILE for the report{instead}"
+        )
+    files = expand_inputs(inputs)
+    refuse_overwriting({"-o": output, "--per-row": per_row}, files, labels)
+    sources = open_all(files, settings.input_format)
     with _progress_bar(sources, progress):
         report = run(sources, settings, per_row, fail_above, baseline, max_increase, labels, on)
     for warning in report.warnings:
@@ -205,7 +224,7 @@ def compare_command(ctx: click.Context, baseline: str, current: str, max_increas
     from smoothl1_cli.render import COMPARISON_RENDERERS
 
     tolerance = gate.Tolerance.parse(max_increase)
-    comparison = gate.compare(gate.load_report(baseline), gate.load_report(current), tolerance, baseline)
+    comparison = gate.compare(gate.load_report(baseline), gate.load_report(current), tolerance, baseline, current)
     renderer = _chosen(fmt)
     COMPARISON_RENDERERS[renderer](comparison, sys.stdout)
     sys.stdout.flush()

@@ -15,8 +15,12 @@ class ExitCode:
     BAD_INPUT = 2
     INTERNAL = 3
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
-    TERMINATED = 143  # SIGTERM: 128 + 15, as a shell reports a process the signal ended
+    SIGNALLED = 128  # plus the signal's number (SIGTERM: 143), as a shell reports a process a signal ended
 
 
 class Terminated(BaseException):
-    """Raised by the SIGTERM handler, so that cleanup (temporary files) runs as on Ctrl-C."""
+    """Raised by the handler of SIGTERM, SIGHUP and the like, so that cleanup (temporary files) runs as on Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

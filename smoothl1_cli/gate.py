@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from smoothl1_cli.errors import InputError
 from smoothl1_cli.report import Gate, Report, format_number
+
+# Relative to the baseline value: an increase this small is rounding (another --chunk-rows, another
+# summation order; README: results agree to a relative 1e-12), not a regression.
+NOISE = 1e-12
+
+
+def check_limit(limit: float) -> None:
+    """--fail-above takes a number: no value is ever above NaN, so that gate would always pass."""
+    if math.isnan(limit):
+        raise InputError("--fail-above must be a number, not nan: no value is above NaN, so the gate could never fail")
 
 
 def fail_above(report: Report, limit: float) -> Gate:
@@ -60,9 +71,11 @@ class Tolerance:
 
 @dataclass(frozen=True)
 class Change:
-    """One result's old and new value and the verdict: ok, regressed, missing (from current), new."""
+    """One result's old and new value and the verdict: ok, noise (an increase within rounding), regressed,
+    missing (from current), new."""
 
     pred: str
+    target: str | None
     baseline: float | None
     current: float | None
     verdict: str
@@ -85,6 +98,7 @@ class Change:
     def to_dict(self) -> dict[str, Any]:
         return {
             "pred": self.pred,
+            "target": self.target,
             "baseline": self.baseline,
             "current": self.current,
             "change": self.change,
@@ -104,7 +118,12 @@ class Comparison:
 
     @property
     def gate(self) -> Gate:
-        failures = tuple(_failure(c, self.tolerance) for c in self.changes if c.verdict in ("regressed", "missing"))
+        repeated = {pred for pred, times in Counter(c.pred for c in self.changes).items() if times > 1}
+        failures = tuple(
+            _failure(c, f"{c.pred} (target {c.target})" if c.pred in repeated else c.pred, self.tolerance)
+            for c in self.changes
+            if c.verdict in ("regressed", "missing")
+        )
         return Gate(passed=not failures, failures=failures)
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,15 +137,17 @@ class Comparison:
         }
 
 
-def _failure(change: Change, tolerance: Tolerance) -> str:
+def _failure(change: Change, name: str, tolerance: Tolerance) -> str:
     if change.verdict == "missing":
-        return f"{change.pred}: in the baseline but not in the current report"
-    if change.current is None or change.baseline is None or math.isnan(change.current):
-        return f"{change.pred}: the current value is NaN, so it cannot be checked against the baseline"
+        return f"{name}: in the baseline but not in the current report"
+    if change.baseline is None or math.isnan(change.baseline):
+        return f"{name}: the baseline value is null (NaN or infinite), so nothing can be checked against it"
+    if change.current is None or math.isnan(change.current):
+        return f"{name}: the current value is NaN, so it cannot be checked against the baseline"
     relative = change.relative_change
     percent = "" if relative is None else f", {relative * 100:+.4g}%"
     return (
-        f"{change.pred}: {change.baseline!r} -> {change.current!r} "
+        f"{name}: {change.baseline!r} -> {change.current!r} "
         f"(+{format_number(change.current - change.baseline)}{percent}) exceeds the allowed increase of {tolerance}"
     )
 
@@ -143,6 +164,8 @@ def load_report(path: str) -> dict[str, Any]:
         report = json.loads(text)
     except ValueError as exc:
         raise InputError(f"{path}: not a JSON report ({exc})") from None
+    except RecursionError:
+        raise InputError(f"{path}: not a smoothl1 JSON report (nested too deeply to read)") from None
     results = report.get("results") if isinstance(report, dict) else None
     overall = [report["overall"]] if isinstance(report, dict) and report.get("overall") is not None else []
     if not isinstance(report, dict) or not isinstance(report.get("signature"), str) or not isinstance(results, list):
@@ -151,6 +174,7 @@ def load_report(path: str) -> dict[str, Any]:
         value = result.get("value") if isinstance(result, dict) else None
         if (
             not (isinstance(result, dict) and isinstance(result.get("pred"), str))
+            or not isinstance(result.get("target", ""), str)
             or isinstance(value, bool)
             or not (value is None or isinstance(value, int | float))
             or (isinstance(value, int) and abs(value) > 2**1023)  # beyond float64
@@ -164,25 +188,54 @@ def _settings(signature: str) -> str:
     return "|".join(part for part in signature.split("|") if not part.startswith("v:"))
 
 
-def _values(report: dict[str, Any]) -> dict[str, float]:
-    results = list(report["results"]) + ([report["overall"]] if report.get("overall") else [])
-    return {r["pred"]: math.nan if r.get("value") is None else float(r["value"]) for r in results}
+def _values(report: dict[str, Any], label: str) -> dict[tuple[str, str | None], float]:
+    """Each result's value by (pred, target): one pred scored against several targets stays apart."""
+    values: dict[tuple[str, str | None], float] = {}
+    for result in list(report["results"]) + ([report["overall"]] if report.get("overall") else []):
+        key = (result["pred"], result.get("target"))
+        if key in values:
+            raise InputError(
+                f"{label}: two results of pred {key[0]!r} against target {key[1]!r}; "
+                "results are matched by pred and target, so these cannot be told apart"
+            )
+        values[key] = math.nan if result.get("value") is None else float(result["value"])
+    return values
 
 
-def compare(baseline: dict[str, Any], current: dict[str, Any], tolerance: Tolerance, baseline_label: str) -> Comparison:
-    """Each current result against the same pred in the baseline; refuses reports of other settings."""
+def _verdict(old: float, new: float, tolerance: Tolerance) -> str:
+    if math.isnan(old) or math.isnan(new):
+        return "regressed"
+    increase = new - old
+    if increase <= tolerance.allowed(old):
+        return "ok"
+    return "noise" if increase <= NOISE * abs(old) else "regressed"
+
+
+def compare(
+    baseline: dict[str, Any],
+    current: dict[str, Any],
+    tolerance: Tolerance,
+    baseline_label: str,
+    current_label: str = "the current report",
+) -> Comparison:
+    """Each current result against the same (pred, target) in the baseline; refuses reports of other
+    settings and results that cannot be told apart."""
     if _settings(baseline["signature"]) != _settings(current["signature"]):
         raise InputError(
             f"{baseline_label} was made with other settings, so its values do not compare: "
             f"baseline {baseline['signature']!r}, current {current['signature']!r}"
         )
-    old, new = _values(baseline), _values(current)
+    old, new = _values(baseline, baseline_label), _values(current, current_label)
     changes = []
-    for pred, value in new.items():
-        if pred not in old:
-            changes.append(Change(pred, None, value, "new"))
+    for (pred, target), value in new.items():
+        if (pred, target) not in old:
+            changes.append(Change(pred, target, None, value, "new"))
             continue
-        regressed = math.isnan(value) or value - old[pred] > tolerance.allowed(old[pred])
-        changes.append(Change(pred, old[pred], value, "regressed" if regressed else "ok"))
-    changes += [Change(pred, value, None, "missing") for pred, value in old.items() if pred not in new]
+        before = old[pred, target]
+        changes.append(Change(pred, target, before, value, _verdict(before, value, tolerance)))
+    changes += [
+        Change(pred, target, value, None, "missing")
+        for (pred, target), value in old.items()
+        if (pred, target) not in new
+    ]
     return Comparison(baseline["signature"], current["signature"], tolerance, tuple(changes))

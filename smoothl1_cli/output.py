@@ -1,13 +1,15 @@
-"""Writing files the user asked for: atomically (temp file beside the target, fsync, rename)."""
+"""Writing files the user asked for: atomically (temp file beside the target, fsync, rename), and
+never over an input or another output."""
 
 from __future__ import annotations
 
 import csv
 import io
 import os
+import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
@@ -19,36 +21,93 @@ import pyarrow.csv as pacsv
 from smoothl1_cli.errors import InputError
 
 
+def refuse_overwriting(outputs: Mapping[str, str | None], inputs: Sequence[str], labels: str | None) -> None:
+    """Refuse, before anything is read, an output that is an input, the labels file or another output:
+    writing it would destroy the data (or keep only one of the outputs).
+
+    Files are told apart by device and inode where they exist (so `./x.csv`, a symlink or a hard link
+    to it are the same file), else by resolved path. `-` (stdout) and character devices (/dev/null,
+    a terminal) hold no data to lose.
+    """
+    seen: dict[tuple[Any, ...], str] = {}
+    named = [(f"input {path}", path) for path in inputs] + ([(f"--labels {labels}", labels)] if labels else [])
+    for what, path in named:
+        identity = _file_identity(path)
+        if identity is not None:
+            seen.setdefault(identity, what)
+    for option, target in outputs.items():
+        identity = _file_identity(target) if target is not None and target != "-" else None
+        if identity is None:
+            continue
+        if identity in seen:
+            raise InputError(
+                f"{option} {target} is the same file as {seen[identity]}: it would be overwritten; name another file"
+            )
+        seen[identity] = f"{option} {target}"
+
+
+def _file_identity(path: str) -> tuple[Any, ...] | None:
+    """(device, inode) of the file at `path` (standard input's for `-`), else its resolved path; None for
+    a character device."""
+    try:
+        found = os.fstat(0) if path == "-" else os.stat(path)
+    except ValueError:  # a NUL in the path: opening it fails later, with its own error
+        return None
+    except OSError:  # not there (yet), or a URI
+        return ("path", os.path.realpath(path))
+    return None if stat.S_ISCHR(found.st_mode) else ("inode", found.st_dev, found.st_ino)
+
+
 @contextmanager
 def atomic_output(path: str, what: str) -> Iterator[IO[bytes]]:
     """A file that appears at `path` complete or not at all; a failure leaves any old file as it was.
 
-    The rename replaces a symlink at `path` rather than writing through it.
+    The rename replaces a symlink at `path` rather than writing through it, and a file rewritten keeps
+    its permissions (a 0600 report stays 0600). A character device or FIFO (/dev/null, /dev/stdout, a
+    named pipe) is written in place instead: a rename would put a regular file in its place.
     """
-    target = Path(path)
     try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
+        found: os.stat_result | None = os.stat(path)
+    except (OSError, ValueError):
+        found = None
+    if found is not None and stat.S_ISBLK(found.st_mode):
+        raise InputError(f"cannot write {what} {path}: it is a block device; name a file")
+    in_place = found is not None and (stat.S_ISCHR(found.st_mode) or stat.S_ISFIFO(found.st_mode))
+    try:
+        with open(path, "wb") if in_place else _replacing(Path(path)) as file:
+            yield file
+    except InputError:
+        raise
+    except OSError as exc:  # ENOSPC, EIO, EACCES, a FIFO's reader gone...: the file cannot be written
+        if isinstance(exc, BrokenPipeError) and not in_place:  # stdout's, not this file's: `| head`
+            raise
         raise InputError(f"cannot write {what} {path}: {exc.strerror or exc}") from exc
+
+
+@contextmanager
+def _replacing(target: Path) -> Iterator[IO[bytes]]:
+    """A temporary file beside `target`, fsynced and renamed over it; removed on any failure."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as file:
             yield file
             file.flush()
-            os.fchmod(file.fileno(), 0o666 & ~_umask())
+            os.fchmod(file.fileno(), _mode_for(target))
             os.fsync(file.fileno())
         os.replace(temporary, target)
-    except (BrokenPipeError, InputError):
-        with suppress(OSError):
-            os.unlink(temporary)
-        raise
-    except OSError as exc:  # ENOSPC, EIO, EACCES...: the file cannot be written
-        with suppress(OSError):
-            os.unlink(temporary)
-        raise InputError(f"cannot write {what} {path}: {exc.strerror or exc}") from exc
     except BaseException:
         with suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def _mode_for(target: Path) -> int:
+    """The permissions of the regular file being replaced, else the umask's default for a new file."""
+    with suppress(OSError):
+        found = os.lstat(target)
+        if stat.S_ISREG(found.st_mode):
+            return found.st_mode & 0o777
+    return 0o666 & ~_umask()
 
 
 def _umask() -> int:
@@ -133,20 +192,19 @@ class CsvRowSink:
         self._send(buffer.getvalue())
 
     def _send(self, data: bytes) -> None:
-        if self._out is None:
-            return
-        try:
-            self._out.write(data)
-        except BrokenPipeError:
-            self._out = None
-            silence_stdout()
+        self._guarded(lambda out: out.write(data))
 
     def close(self) -> None:
+        self._guarded(lambda out: out.flush())
+
+    def _guarded(self, action: Callable[[IO[bytes]], object]) -> None:
         if self._out is None:
             return
         try:
-            self._out.flush()
+            action(self._out)
         except BrokenPipeError:
+            if self._out is not getattr(sys.stdout, "buffer", None):  # a FIFO named by --per-row: its reader left
+                raise
             self._out = None
             silence_stdout()
 

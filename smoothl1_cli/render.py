@@ -137,7 +137,13 @@ def _percent(value: float | None) -> str:
 
 
 def _verdict(verdict: str) -> str:
-    return {"ok": "✅ ok", "regressed": "❌ regressed", "missing": "❌ missing", "new": "🆕 new"}[verdict]
+    return {
+        "ok": "✅ ok",
+        "noise": "✅ within numerical noise",
+        "regressed": "❌ regressed",
+        "missing": "❌ missing",
+        "new": "🆕 new",
+    }[verdict]
 
 
 def render_markdown(report: Report, out: TextIO) -> None:
@@ -287,7 +293,7 @@ def _changes_table(comparison: Comparison) -> Any:
     table = Table(title=f"against the baseline (allowed increase {comparison.tolerance})")
     for name in ("pred", "baseline", "current", "change", "change %", "verdict"):
         table.add_column(name, justify="left" if name in ("pred", "verdict") else "right")
-    style = {"ok": "green", "regressed": "bold red", "missing": "bold red", "new": "yellow"}
+    style = {"ok": "green", "noise": "green", "regressed": "bold red", "missing": "bold red", "new": "yellow"}
     for c in comparison.changes:
         table.add_row(
             _rich(c.pred), short(c.baseline), short(c.current), short(c.change), _percent(c.relative_change),
