@@ -6,9 +6,11 @@ COMPARISON_RENDERERS do the same for `smoothl1 compare`. The only module that im
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from types import GeneratorType
 from typing import Any, TextIO
 
 from smoothl1_cli.gate import Change, Comparison
@@ -80,12 +82,51 @@ def _inputs(report: Report) -> str:
 
 def render_json(report: Report, out: TextIO) -> None:
     """The report as strict JSON: NaN and infinities become null, floats keep every digit."""
-    _dump_json(report.to_dict(), out)
+    data = report.to_dict(groups=False)
+    if report.group_by is not None:
+        data["groups"] = (group.to_dict() for group in report.groups)  # never all held as dicts at once
+    _dump_json(data, out)
 
 
 def _dump_json(data: dict[str, Any], out: TextIO) -> None:
-    json.dump(strict_json_value(data), out, indent=2, ensure_ascii=False, allow_nan=False)
+    """Strict JSON data (no NaN, no infinities) as json.dump(indent=2, ensure_ascii=False) writes it."""
+    for text in _json_texts(data, 0):
+        out.write(text)
     out.write("\n")
+
+
+_CONTAINERS = (dict, list, tuple, GeneratorType)
+
+
+def _json_texts(value: Any, depth: int) -> Iterator[str]:
+    """The indented JSON of `value` (a generator is a list made as it is written) in pieces, byte for
+    byte json.dump(indent=2)'s.
+
+    json's indenting encoder is pure Python, a call per value: a container of plain values (a group,
+    say) goes through its C encoder in one call instead, with the indentation as the item separator.
+    """
+    if not isinstance(value, _CONTAINERS):
+        yield _encoder(depth).encode(value)
+        return
+    inner = "\n" + "  " * (depth + 1)
+    is_dict = isinstance(value, dict)
+    items = value.values() if isinstance(value, dict) else value
+    if not isinstance(value, GeneratorType) and not any(isinstance(item, _CONTAINERS) for item in items):
+        text = _encoder(depth).encode(value)  # {} and [] too
+        yield f"{text[0]}{inner}{text[1:-1]}\n{'  ' * depth}{text[-1]}" if value else text
+        return
+    opening, closing = "{}" if is_dict else "[]"
+    index = -1
+    for index, (key, item) in enumerate(value.items() if isinstance(value, dict) else enumerate(value)):
+        yield (opening if index == 0 else ",") + inner + (f"{_encoder(depth).encode(key)}: " if is_dict else "")
+        yield from _json_texts(item, depth + 1)
+    yield opening + closing if index < 0 else "\n" + "  " * depth + closing
+
+
+@functools.cache
+def _encoder(depth: int) -> json.JSONEncoder:
+    """json's C encoder, separating the items of a container at `depth` as indent=2 does."""
+    return json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",\n" + "  " * (depth + 1), ": "))
 
 
 def render_quiet(report: Report, out: TextIO) -> None:
@@ -327,7 +368,7 @@ def compare_markdown(comparison: Comparison, out: TextIO) -> None:
 
 
 def compare_json(comparison: Comparison, out: TextIO) -> None:
-    _dump_json(comparison.to_dict(), out)
+    _dump_json(strict_json_value(comparison.to_dict()), out)
 
 
 COMPARISON_RENDERERS: dict[str, Callable[[Comparison, TextIO], None]] = {
