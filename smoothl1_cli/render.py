@@ -9,6 +9,7 @@ import csv
 import functools
 import json
 import math
+import re
 from collections.abc import Callable, Iterator, Sequence
 from types import GeneratorType
 from typing import Any, TextIO
@@ -41,6 +42,15 @@ MARKDOWN_LIMIT = 512 * 1024  # GitHub's job summary takes 1 MiB; stay well under
 BAR_WIDTH = 30
 
 
+def printable(text: str) -> str:
+    """Control characters from the data (newlines, NUL, ESC and the other C0 and C1 controls) shown
+    escaped, as Python writes them: on one line, and never a terminal command."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _rich(value: Any) -> str:
     """Text from the data (names, ids, paths) for a rich table: shown as it is, never read as markup."""
     from rich.markup import escape
@@ -49,14 +59,14 @@ def _rich(value: Any) -> str:
 
 
 def short(value: Any) -> str:
-    """A number for people: six significant digits; NaN and infinities as nan, inf, -inf."""
+    """A number for people: six significant digits; NaN and infinities as nan, inf, -inf; text printable."""
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
         return f"{value:.6g}"
-    return "" if value is None else str(value)
+    return "" if value is None else printable(str(value))
 
 
 def _full(value: Any) -> str:
@@ -77,7 +87,7 @@ def _title(report: Report) -> str:
 
 
 def _inputs(report: Report) -> str:
-    return f"{report.rows} rows from {', '.join(i.path for i in report.inputs)}"
+    return f"{report.rows} rows from {', '.join(printable(i.path) for i in report.inputs)}"
 
 
 def render_json(report: Report, out: TextIO) -> None:
@@ -89,10 +99,14 @@ def render_json(report: Report, out: TextIO) -> None:
 
 
 def _dump_json(data: dict[str, Any], out: TextIO) -> None:
-    """Strict JSON data (no NaN, no infinities) as json.dump(indent=2, ensure_ascii=False) writes it."""
+    """Strict JSON data (no NaN, no infinities) as json.dump(indent=2, ensure_ascii=False) writes it,
+    and the controls json leaves as they are (DEL, C1, U+2028/U+2029) as \\u escapes too."""
     for text in _json_texts(data, 0):
-        out.write(text)
+        out.write(_JSON_CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", text))
     out.write("\n")
+
+
+_JSON_CONTROL = re.compile(r"[\x7f-\x9f\u2028\u2029]")  # only ever inside strings: the rest is ASCII
 
 
 _CONTAINERS = (dict, list, tuple, GeneratorType)
@@ -133,24 +147,28 @@ def render_quiet(report: Report, out: TextIO) -> None:
     """Only the values at full precision; with several results, `pred<TAB>value` lines."""
     results = report.all_results
     for result in results:
-        out.write(f"{result.pred}\t{_full(result.value)}\n" if len(results) > 1 else f"{_full(result.value)}\n")
+        value = _full(result.value)
+        out.write(f"{printable(result.pred)}\t{value}\n" if len(results) > 1 else f"{value}\n")
 
 
 def render_csv(report: Report, out: TextIO) -> None:
-    """One line per result (and `overall`), every statistic at full precision."""
+    """A line per result, `overall` and group, each saying which (`kind`); every statistic at full precision."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["group", "pred", "target", "omitted", *CSV_COLUMNS])
-    for result in report.all_results:
+    key = ["group"] if report.group_by is not None else []
+    writer.writerow(["kind", *key, "pred", "target", "omitted", *CSV_COLUMNS])
+    lines: list[tuple[str, Any, Result, int | None]] = [
+        ("overall" if r is report.overall else "result", None, r, r.omitted) for r in report.all_results
+    ]
+    lines += [("group", group.group, group.result, None) for group in report.groups]  # omitted: not kept per group
+    for kind, group, r, omitted in lines:
         writer.writerow(
-            ["", result.pred, result.target, result.omitted, *(_full(_stat(result, n)) for n in CSV_COLUMNS)]
-        )
-    for group in report.groups:
-        r = group.result
-        writer.writerow([_full(group.group), r.pred, r.target, "", *(_full(_stat(r, n)) for n in CSV_COLUMNS)])
+            [kind, *([_full(group)] if key else []), short(r.pred), short(r.target), short(omitted),
+             *(_full(_stat(r, n)) for n in CSV_COLUMNS)]
+        )  # fmt: skip
 
 
 def _md(text: Any) -> str:
-    return short(text).replace("|", "\\|").replace("\n", " ")
+    return short(text).replace("|", "\\|")
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric_from: int) -> list[str]:
@@ -230,7 +248,6 @@ def _write_capped(lines: list[str], out: TextIO) -> None:
 def render_table(report: Report, out: TextIO) -> None:
     """Rich tables for a terminal: the gate, results, the loss distribution and the worst rows."""
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     console = Console(file=out, highlight=False)
@@ -242,7 +259,7 @@ def render_table(report: Report, out: TextIO) -> None:
     for name in STAT_COLUMNS:
         table.add_row(name, *(short(_stat(result, name)) for result in report.all_results))
     for label, cells in _uncertainty_rows(report):
-        table.add_row(label, *(short(cell) for cell in cells))
+        table.add_row(_rich(label), *(short(cell) for cell in cells))
     console.print(table)
     for result in report.results[:4]:
         console.print(_histogram(result))
@@ -261,7 +278,7 @@ def render_table(report: Report, out: TextIO) -> None:
     if report.comparison is not None:
         console.print(_changes_table(report.comparison))
     for warning in report.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+        console.print(f"[yellow]warning:[/] {_rich(warning)}")
     _print_gate(console, report.gate)
 
 
@@ -297,7 +314,7 @@ def _uncertainty_rows(report: Report) -> list[tuple[str, list[Any]]]:
     return [
         (f"{level} ci low", field("ci", "low")),
         (f"{level} ci high", field("ci", "high")),
-        (f"Δ vs {_rich(results[0].pred)}", field("paired", "difference")),
+        (f"Δ vs {results[0].pred}", field("paired", "difference")),
         (f"Δ {level} ci low", field("paired", "low")),
         (f"Δ {level} ci high", field("paired", "high")),
         ("Δ p-value", field("paired", "p_value")),
@@ -342,7 +359,7 @@ def _print_gate(console: Any, gate: Gate) -> None:
         return
     console.print("[bold red]gate failed[/]")
     for failure in gate.failures:
-        console.print(f"  {failure}", markup=False)
+        console.print(f"  {printable(failure)}", markup=False)
 
 
 RENDERERS: dict[str, Callable[[Report, TextIO], None]] = {
