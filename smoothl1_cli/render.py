@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import itertools
 import json
 import math
 import re
@@ -101,8 +102,9 @@ def render_json(report: Report, out: TextIO) -> None:
 def _dump_json(data: dict[str, Any], out: TextIO) -> None:
     """Strict JSON data (no NaN, no infinities) as json.dump(indent=2, ensure_ascii=False) writes it,
     and the controls json leaves as they are (DEL, C1, U+2028/U+2029) as \\u escapes too."""
-    for text in _json_texts(data, 0):
-        out.write(_JSON_CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", text))
+    texts = _json_texts(data, 0)
+    while pieces := list(itertools.islice(texts, 1024)):  # a million groups: neither a write each nor one string
+        out.write(_JSON_CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", "".join(pieces)))
     out.write("\n")
 
 
