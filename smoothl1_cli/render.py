@@ -216,23 +216,35 @@ def render_markdown(report: Report, out: TextIO) -> None:
     if uncertainty:
         header = ["", *(r.pred for r in report.all_results)]
         lines += ["", *_md_table(header, [[label, *cells] for label, cells in uncertainty], numeric_from=1)]
+    names = _names(report)
     if report.worst_rows:
         with_id = ["id"] if report.id_column else []
-        header = ["row", *with_id, "pred", "prediction", "actual", "loss"]
+        header = ["row", *with_id, *names, "prediction", "actual", "loss"]
         worst = [
-            [w.row, *([w.id] if report.id_column else []), w.pred, w.prediction, w.actual, w.loss]
+            [w.row, *([w.id] if report.id_column else []), *[w.pred, w.target][: len(names)], w.prediction, w.actual,
+             w.loss]
             for w in report.worst_rows
-        ]
+        ]  # fmt: skip
         lines += ["", "Worst rows:", "", *_md_table(header, worst, numeric_from=len(header) - 3)]
     if report.groups:
-        rows = [[g.group, g.result.pred, *(_stat(g.result, n) for n in GROUP_COLUMNS)] for g in report.groups]
+        rows = [
+            [g.group, *[g.result.pred, g.result.target][: len(names)], *(_stat(g.result, n) for n in GROUP_COLUMNS)]
+            for g in report.groups
+        ]
         lines += [
             "",
             f"By {_md(report.group_by)}:",
             "",
-            *_md_table([report.group_by or "group", "pred", *GROUP_COLUMNS], rows, 2),
+            *_md_table([report.group_by or "group", *names, *GROUP_COLUMNS], rows, 1 + len(names)),
         ]
     _write_capped(lines, out)
+
+
+def _names(report: Report) -> list[str]:
+    """The columns naming a result in the worst rows and groups: `pred`, and `target` too where a pred
+    is scored against several targets (`-t y1,y2 -p p,p`)."""
+    preds = [result.pred for result in report.results]
+    return ["pred", "target"] if len(set(preds)) < len(preds) else ["pred"]
 
 
 def _write_capped(lines: list[str], out: TextIO) -> None:
@@ -263,17 +275,17 @@ def render_table(report: Report, out: TextIO) -> None:
     for label, cells in _uncertainty_rows(report):
         table.add_row(_rich(label), *(short(cell) for cell in cells))
     console.print(table)
+    names = _names(report)
     for result in report.results[:4]:
-        console.print(_histogram(result))
+        console.print(_histogram(result, with_target=len(names) > 1))
     if report.worst_rows:
         worst = Table(title="worst rows")
-        for name in ["row", *(["id"] if report.id_column else []), "pred", "prediction", "actual", "loss"]:
-            worst.add_column(name, justify="left" if name in ("id", "pred") else "right")
+        for name in ["row", *(["id"] if report.id_column else []), *names, "prediction", "actual", "loss"]:
+            worst.add_column(name, justify="left" if name in ("id", "pred", "target") else "right")
         for row in report.worst_rows:
             ident = [_rich(row.id)] if report.id_column else []
-            worst.add_row(
-                str(row.row), *ident, _rich(row.pred), short(row.prediction), short(row.actual), short(row.loss)
-            )
+            paired = [_rich(name) for name in [row.pred, row.target][: len(names)]]
+            worst.add_row(str(row.row), *ident, *paired, short(row.prediction), short(row.actual), short(row.loss))
         console.print(worst)
     if report.groups:
         console.print(_groups_table(report))
@@ -294,12 +306,13 @@ def _groups_table(report: Report) -> Any:
         else None
     )
     table = Table(title=f"by {_rich(report.group_by)}", caption=caption)
-    for name in (report.group_by or "group", "pred", *TABLE_GROUP_COLUMNS):
+    names = _names(report)
+    for name in (report.group_by or "group", *names, *TABLE_GROUP_COLUMNS):
         table.add_column(_rich(name), justify="right" if name in TABLE_GROUP_COLUMNS else "left")
     for group in shown:
-        table.add_row(
-            _rich(group.group), _rich(group.result.pred), *(short(_stat(group.result, n)) for n in TABLE_GROUP_COLUMNS)
-        )
+        r = group.result
+        paired = [_rich(name) for name in [r.pred, r.target][: len(names)]]
+        table.add_row(_rich(group.group), *paired, *(short(_stat(r, n)) for n in TABLE_GROUP_COLUMNS))
     return table
 
 
@@ -323,12 +336,13 @@ def _uncertainty_rows(report: Report) -> list[tuple[str, list[Any]]]:
     ][: 2 if len(report.results) == 1 else None]
 
 
-def _histogram(result: Result) -> Any:
+def _histogram(result: Result, with_target: bool) -> Any:
     """The per-row losses of one result as horizontal bars over log-spaced bins."""
     from rich.table import Table
 
     bins = result.summary.distribution.histogram() if result.summary.distribution is not None else []
-    table = Table(title=f"loss distribution: {_rich(result.pred)}", show_header=False, box=None, padding=(0, 1))
+    name = f"{result.pred} (target {result.target})" if with_target else result.pred
+    table = Table(title=f"loss distribution: {_rich(name)}", show_header=False, box=None, padding=(0, 1))
     table.add_column(justify="right")
     table.add_column()
     table.add_column(justify="right")

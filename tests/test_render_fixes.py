@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from smoothl1_cli.render import _dump_json
 from tests.conftest import reference_loss, run_command
+from tests.test_markdown import check_table, tables
 from tests.test_terminal import run_on_pty
 
 # Many groups: the JSON writer streams them, byte for byte what json.dump(indent=2) wrote.
@@ -198,3 +199,42 @@ def test_the_table_on_a_terminal_shows_hostile_text_escaped(smoothl1_command, tm
         assert sequence.encode() not in shown
     for text in (HOSTILE_PRED, HOSTILE_ID, HOSTILE_KEY, HOSTILE_FILE):
         assert _escaped(text).encode() in shown, text
+
+
+# One pred scored against several targets: the worst rows and groups say which target.
+
+
+def test_a_pred_paired_with_two_targets_shows_the_target_in_worst_rows_and_groups(smoothl1_command, tmp_path) -> None:
+    columns = {"y1": [1.0, 2.0, 3.0], "y2": [2.0, 2.0, 1.0], "p": [1.5, 2.0, 4.0], "g": ["a", "b", "a"]}
+    path = tmp_path / "repeat.parquet"
+    pq.write_table(pa.table(columns), path)
+    args = ["eval", path, "-t", "y1,y2", "-p", "p,p", "--group-by", "g", "--top", "2"]
+    done = run_command(smoothl1_command, *args, "-f", "markdown")
+    assert done.returncode == 0, done.stderr
+    _, worst, groups = (check_table(lines) for lines in tables(done.stdout.decode()))
+    assert worst[0] == ["row", "pred", "target", "prediction", "actual", "loss"]
+    expected_worst = []
+    for target in ("y1", "y2"):
+        losses = [reference_loss(p, t) for p, t in zip(columns["p"], columns[target], strict=True)]
+        for row in sorted(range(3), key=lambda i: (-losses[i], i))[:2]:
+            expected_worst.append([str(row), "p", target, f"{losses[row]:.6g}"])
+    assert [[*line[:3], line[5]] for line in worst[1]] == expected_worst
+    assert groups[0][:3] == ["g", "pred", "target"]
+
+    def mean_loss(rows: list[int], target: str) -> str:
+        return f"{math.fsum(reference_loss(columns['p'][i], columns[target][i]) for i in rows) / len(rows):.6g}"
+
+    expected_groups = [
+        [key, "p", target, mean_loss(rows, target)]
+        for key, rows in (("a", [0, 2]), ("b", [1]))
+        for target in ("y1", "y2")
+    ]
+    value = groups[0].index("value")
+    assert [[*line[:3], line[value]] for line in groups[1]] == expected_groups
+    table = run_command(smoothl1_command, *args, "-f", "table")
+    assert table.returncode == 0, table.stderr
+    shown = table.stdout.decode()
+    assert "loss distribution: p (target y1)" in shown
+    assert "loss distribution: p (target y2)" in shown
+    assert sum(line.startswith("┃ row ┃ pred ┃ target ┃") for line in shown.splitlines()) == 1
+    assert sum(line.startswith("┃ g ┃ pred ┃ target ┃") for line in shown.splitlines()) == 1
