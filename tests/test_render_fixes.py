@@ -238,3 +238,22 @@ def test_a_pred_paired_with_two_targets_shows_the_target_in_worst_rows_and_group
     assert "loss distribution: p (target y2)" in shown
     assert sum(line.startswith("┃ row ┃ pred ┃ target ┃") for line in shown.splitlines()) == 1
     assert sum(line.startswith("┃ g ┃ pred ┃ target ┃") for line in shown.splitlines()) == 1
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_compare_shows_hostile_pred_names_escaped(smoothl1_command, tmp_path, fmt) -> None:
+    path = _hostile(tmp_path)
+    table = pq.read_table(path)
+    worse = tmp_path / "worse.parquet"
+    column = table.schema.get_field_index(HOSTILE_PRED)
+    pq.write_table(table.set_column(column, HOSTILE_PRED, pa.array([9.0, 9.0, 9.0])), worse)
+    reports = [tmp_path / "base.json", tmp_path / "current.json"]
+    for source, saved in zip((path, worse), reports, strict=True):
+        done = run_command(smoothl1_command, "eval", source, "-t", "y", "-p", HOSTILE_PRED, "-o", saved, "-q")
+        assert done.returncode == 0, done.stderr
+    done = run_command(smoothl1_command, "compare", *reports, "-f", fmt)
+    assert done.returncode == 1, done.stderr  # regressed: the gate's failure names the pred too
+    out, err = done.stdout.decode(), done.stderr.decode()
+    assert _controls(out) == []
+    assert _controls(err) == []
+    assert out.count(_escaped(HOSTILE_PRED)) == 2  # its row of the changes table, and the gate's failure
