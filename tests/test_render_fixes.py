@@ -257,3 +257,15 @@ def test_compare_shows_hostile_pred_names_escaped(smoothl1_command, tmp_path, fm
     assert _controls(out) == []
     assert _controls(err) == []
     assert out.count(_escaped(HOSTILE_PRED)) == 2  # its row of the changes table, and the gate's failure
+
+
+def test_per_row_losses_are_data_and_keep_ids_exactly(smoothl1_command, tmp_path) -> None:
+    path = _hostile(tmp_path)
+    per_row = tmp_path / "losses.csv"
+    args = ["eval", path, "-t", "y", "-p", "plain", "--id", "id"]
+    done = run_command(smoothl1_command, *args, "--per-row", per_row, "-q")
+    assert done.returncode == 0, done.stderr
+    streamed = run_command(smoothl1_command, *args, "--reduction", "none")
+    assert streamed.returncode == 0, streamed.stderr
+    for text in (per_row.read_text(), streamed.stdout.decode()):
+        assert [line["id"] for line in csv.DictReader(io.StringIO(text, newline=""))] == ["a", "b", HOSTILE_ID]
