@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -35,7 +34,9 @@ class Cli(click.Group):
         try:
             return super().invoke(ctx)
         except InputError as exc:
-            raise BadInput(_one_line(str(exc))) from exc
+            from smoothl1_cli.render import printable
+
+            raise BadInput(printable(str(exc))) from exc
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:
@@ -58,11 +59,6 @@ class Cli(click.Group):
 
 
 _ENVIRONMENT_ERRORS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EBADF}
-
-
-def _one_line(message: str) -> str:
-    """Control characters from the data (newlines, NUL, escapes) shown escaped: one line, no surprises."""
-    return re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", lambda match: repr(match.group())[1:-1], message)
 
 
 def _internal_error(exc: Exception, ctx: click.Context) -> NoReturn:
@@ -164,7 +160,7 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
     from smoothl1_cli.evaluation import Options
     from smoothl1_cli.output import atomic_output, refuse_overwriting
     from smoothl1_cli.readers import expand_inputs
-    from smoothl1_cli.render import RENDERERS
+    from smoothl1_cli.render import RENDERERS, printable
 
     settings = Options(id=id_column, **options)
     if settings.reduction == "none":
@@ -188,7 +184,7 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
     with _progress_bar(sources, progress):
         report = run(sources, settings, per_row, fail_above, baseline, max_increase, labels, on)
     for warning in report.warnings:
-        click.echo(f"Warning: {_one_line(warning)}", err=True)
+        click.echo(f"Warning: {printable(warning)}", err=True)
     if output is not None:
         text = io.StringIO()
         RENDERERS["json"](report, text)
@@ -201,7 +197,7 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
     if not report.gate.passed:
         if per_row == "-" or quiet or fmt == "csv":  # these outputs have no room for the reasons
             for failure in report.gate.failures:
-                click.echo(f"gate failed: {failure}", err=True)
+                click.echo(f"gate failed: {printable(failure)}", err=True)
         ctx.exit(ExitCode.GATE_FAILED)
 
 

@@ -6,9 +6,13 @@ COMPARISON_RENDERERS do the same for `smoothl1 compare`. The only module that im
 from __future__ import annotations
 
 import csv
+import functools
+import itertools
 import json
 import math
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
+from types import GeneratorType
 from typing import Any, TextIO
 
 from smoothl1_cli.gate import Change, Comparison
@@ -39,6 +43,15 @@ MARKDOWN_LIMIT = 512 * 1024  # GitHub's job summary takes 1 MiB; stay well under
 BAR_WIDTH = 30
 
 
+def printable(text: str) -> str:
+    """Control characters from the data (newlines, NUL, ESC and the other C0 and C1 controls) shown
+    escaped, as Python writes them: on one line, and never a terminal command."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _rich(value: Any) -> str:
     """Text from the data (names, ids, paths) for a rich table: shown as it is, never read as markup."""
     from rich.markup import escape
@@ -47,14 +60,14 @@ def _rich(value: Any) -> str:
 
 
 def short(value: Any) -> str:
-    """A number for people: six significant digits; NaN and infinities as nan, inf, -inf."""
+    """A number for people: six significant digits; NaN and infinities as nan, inf, -inf; text printable."""
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
         return f"{value:.6g}"
-    return "" if value is None else str(value)
+    return "" if value is None else printable(str(value))
 
 
 def _full(value: Any) -> str:
@@ -75,41 +88,89 @@ def _title(report: Report) -> str:
 
 
 def _inputs(report: Report) -> str:
-    return f"{report.rows} rows from {', '.join(i.path for i in report.inputs)}"
+    return f"{report.rows} rows from {', '.join(printable(i.path) for i in report.inputs)}"
 
 
 def render_json(report: Report, out: TextIO) -> None:
     """The report as strict JSON: NaN and infinities become null, floats keep every digit."""
-    _dump_json(report.to_dict(), out)
+    data = report.to_dict(groups=False)
+    if report.group_by is not None:
+        data["groups"] = (group.to_dict() for group in report.groups)  # never all held as dicts at once
+    _dump_json(data, out)
 
 
 def _dump_json(data: dict[str, Any], out: TextIO) -> None:
-    json.dump(strict_json_value(data), out, indent=2, ensure_ascii=False, allow_nan=False)
+    """Strict JSON data (no NaN, no infinities) as json.dump(indent=2, ensure_ascii=False) writes it,
+    and the controls json leaves as they are (DEL, C1, U+2028/U+2029) as \\u escapes too."""
+    texts = _json_texts(data, 0)
+    while pieces := list(itertools.islice(texts, 1024)):  # a million groups: neither a write each nor one string
+        out.write(_JSON_CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", "".join(pieces)))
     out.write("\n")
+
+
+_JSON_CONTROL = re.compile(r"[\x7f-\x9f\u2028\u2029]")  # only ever inside strings: the rest is ASCII
+
+
+_CONTAINERS = (dict, list, tuple, GeneratorType)
+
+
+def _json_texts(value: Any, depth: int) -> Iterator[str]:
+    """The indented JSON of `value` (a generator is a list made as it is written) in pieces, byte for
+    byte json.dump(indent=2)'s.
+
+    json's indenting encoder is pure Python, a call per value: a container of plain values (a group,
+    say) goes through its C encoder in one call instead, with the indentation as the item separator.
+    """
+    if not isinstance(value, _CONTAINERS):
+        yield _encoder(depth).encode(value)
+        return
+    inner = "\n" + "  " * (depth + 1)
+    is_dict = isinstance(value, dict)
+    items = value.values() if isinstance(value, dict) else value
+    if not isinstance(value, GeneratorType) and not any(isinstance(item, _CONTAINERS) for item in items):
+        text = _encoder(depth).encode(value)  # {} and [] too
+        yield f"{text[0]}{inner}{text[1:-1]}\n{'  ' * depth}{text[-1]}" if value else text
+        return
+    opening, closing = "{}" if is_dict else "[]"
+    index = -1
+    for index, (key, item) in enumerate(value.items() if isinstance(value, dict) else enumerate(value)):
+        yield (opening if index == 0 else ",") + inner + (f"{_encoder(depth).encode(key)}: " if is_dict else "")
+        yield from _json_texts(item, depth + 1)
+    yield opening + closing if index < 0 else "\n" + "  " * depth + closing
+
+
+@functools.cache
+def _encoder(depth: int) -> json.JSONEncoder:
+    """json's C encoder, separating the items of a container at `depth` as indent=2 does."""
+    return json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",\n" + "  " * (depth + 1), ": "))
 
 
 def render_quiet(report: Report, out: TextIO) -> None:
     """Only the values at full precision; with several results, `pred<TAB>value` lines."""
     results = report.all_results
     for result in results:
-        out.write(f"{result.pred}\t{_full(result.value)}\n" if len(results) > 1 else f"{_full(result.value)}\n")
+        value = _full(result.value)
+        out.write(f"{printable(result.pred)}\t{value}\n" if len(results) > 1 else f"{value}\n")
 
 
 def render_csv(report: Report, out: TextIO) -> None:
-    """One line per result (and `overall`), every statistic at full precision."""
+    """A line per result, `overall` and group, each saying which (`kind`); every statistic at full precision."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["group", "pred", "target", "omitted", *CSV_COLUMNS])
-    for result in report.all_results:
+    key = ["group"] if report.group_by is not None else []
+    writer.writerow(["kind", *key, "pred", "target", "omitted", *CSV_COLUMNS])
+    lines: list[tuple[str, Any, Result, int | None]] = [
+        ("overall" if r is report.overall else "result", None, r, r.omitted) for r in report.all_results
+    ]
+    lines += [("group", group.group, group.result, None) for group in report.groups]  # omitted: not kept per group
+    for kind, group, r, omitted in lines:
         writer.writerow(
-            ["", result.pred, result.target, result.omitted, *(_full(_stat(result, n)) for n in CSV_COLUMNS)]
-        )
-    for group in report.groups:
-        r = group.result
-        writer.writerow([_full(group.group), r.pred, r.target, "", *(_full(_stat(r, n)) for n in CSV_COLUMNS)])
+            [kind, *([_full(group)] if key else []), short(r.pred), short(r.target), short(omitted),
+             *(_full(_stat(r, n)) for n in CSV_COLUMNS)]
+        )  # fmt: skip
 
 
 def _md(text: Any) -> str:
-    return short(text).replace("|", "\\|").replace("\n", " ")
+    return short(text).replace("|", "\\|")
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric_from: int) -> list[str]:
@@ -161,23 +222,35 @@ def render_markdown(report: Report, out: TextIO) -> None:
     if uncertainty:
         header = ["", *(r.pred for r in report.all_results)]
         lines += ["", *_md_table(header, [[label, *cells] for label, cells in uncertainty], numeric_from=1)]
+    names = _names(report)
     if report.worst_rows:
         with_id = ["id"] if report.id_column else []
-        header = ["row", *with_id, "pred", "prediction", "actual", "loss"]
+        header = ["row", *with_id, *names, "prediction", "actual", "loss"]
         worst = [
-            [w.row, *([w.id] if report.id_column else []), w.pred, w.prediction, w.actual, w.loss]
+            [w.row, *([w.id] if report.id_column else []), *[w.pred, w.target][: len(names)], w.prediction, w.actual,
+             w.loss]
             for w in report.worst_rows
-        ]
+        ]  # fmt: skip
         lines += ["", "Worst rows:", "", *_md_table(header, worst, numeric_from=len(header) - 3)]
     if report.groups:
-        rows = [[g.group, g.result.pred, *(_stat(g.result, n) for n in GROUP_COLUMNS)] for g in report.groups]
+        rows = [
+            [g.group, *[g.result.pred, g.result.target][: len(names)], *(_stat(g.result, n) for n in GROUP_COLUMNS)]
+            for g in report.groups
+        ]
         lines += [
             "",
             f"By {_md(report.group_by)}:",
             "",
-            *_md_table([report.group_by or "group", "pred", *GROUP_COLUMNS], rows, 2),
+            *_md_table([report.group_by or "group", *names, *GROUP_COLUMNS], rows, 1 + len(names)),
         ]
     _write_capped(lines, out)
+
+
+def _names(report: Report) -> list[str]:
+    """The columns naming a result in the worst rows and groups: `pred`, and `target` too where a pred
+    is scored against several targets (`-t y1,y2 -p p,p`)."""
+    preds = [result.pred for result in report.results]
+    return ["pred", "target"] if len(set(preds)) < len(preds) else ["pred"]
 
 
 def _write_capped(lines: list[str], out: TextIO) -> None:
@@ -195,7 +268,6 @@ def _write_capped(lines: list[str], out: TextIO) -> None:
 def render_table(report: Report, out: TextIO) -> None:
     """Rich tables for a terminal: the gate, results, the loss distribution and the worst rows."""
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     console = Console(file=out, highlight=False)
@@ -207,26 +279,26 @@ def render_table(report: Report, out: TextIO) -> None:
     for name in STAT_COLUMNS:
         table.add_row(name, *(short(_stat(result, name)) for result in report.all_results))
     for label, cells in _uncertainty_rows(report):
-        table.add_row(label, *(short(cell) for cell in cells))
+        table.add_row(_rich(label), *(short(cell) for cell in cells))
     console.print(table)
+    names = _names(report)
     for result in report.results[:4]:
-        console.print(_histogram(result))
+        console.print(_histogram(result, with_target=len(names) > 1))
     if report.worst_rows:
         worst = Table(title="worst rows")
-        for name in ["row", *(["id"] if report.id_column else []), "pred", "prediction", "actual", "loss"]:
-            worst.add_column(name, justify="left" if name in ("id", "pred") else "right")
+        for name in ["row", *(["id"] if report.id_column else []), *names, "prediction", "actual", "loss"]:
+            worst.add_column(name, justify="left" if name in ("id", "pred", "target") else "right")
         for row in report.worst_rows:
             ident = [_rich(row.id)] if report.id_column else []
-            worst.add_row(
-                str(row.row), *ident, _rich(row.pred), short(row.prediction), short(row.actual), short(row.loss)
-            )
+            paired = [_rich(name) for name in [row.pred, row.target][: len(names)]]
+            worst.add_row(str(row.row), *ident, *paired, short(row.prediction), short(row.actual), short(row.loss))
         console.print(worst)
     if report.groups:
         console.print(_groups_table(report))
     if report.comparison is not None:
         console.print(_changes_table(report.comparison))
     for warning in report.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+        console.print(f"[yellow]warning:[/] {_rich(warning)}")
     _print_gate(console, report.gate)
 
 
@@ -240,12 +312,13 @@ def _groups_table(report: Report) -> Any:
         else None
     )
     table = Table(title=f"by {_rich(report.group_by)}", caption=caption)
-    for name in (report.group_by or "group", "pred", *TABLE_GROUP_COLUMNS):
+    names = _names(report)
+    for name in (report.group_by or "group", *names, *TABLE_GROUP_COLUMNS):
         table.add_column(_rich(name), justify="right" if name in TABLE_GROUP_COLUMNS else "left")
     for group in shown:
-        table.add_row(
-            _rich(group.group), _rich(group.result.pred), *(short(_stat(group.result, n)) for n in TABLE_GROUP_COLUMNS)
-        )
+        r = group.result
+        paired = [_rich(name) for name in [r.pred, r.target][: len(names)]]
+        table.add_row(_rich(group.group), *paired, *(short(_stat(r, n)) for n in TABLE_GROUP_COLUMNS))
     return table
 
 
@@ -262,19 +335,20 @@ def _uncertainty_rows(report: Report) -> list[tuple[str, list[Any]]]:
     return [
         (f"{level} ci low", field("ci", "low")),
         (f"{level} ci high", field("ci", "high")),
-        (f"Δ vs {_rich(results[0].pred)}", field("paired", "difference")),
+        (f"Δ vs {results[0].pred}", field("paired", "difference")),
         (f"Δ {level} ci low", field("paired", "low")),
         (f"Δ {level} ci high", field("paired", "high")),
         ("Δ p-value", field("paired", "p_value")),
     ][: 2 if len(report.results) == 1 else None]
 
 
-def _histogram(result: Result) -> Any:
+def _histogram(result: Result, with_target: bool) -> Any:
     """The per-row losses of one result as horizontal bars over log-spaced bins."""
     from rich.table import Table
 
     bins = result.summary.distribution.histogram() if result.summary.distribution is not None else []
-    table = Table(title=f"loss distribution: {_rich(result.pred)}", show_header=False, box=None, padding=(0, 1))
+    name = f"{result.pred} (target {result.target})" if with_target else result.pred
+    table = Table(title=f"loss distribution: {_rich(name)}", show_header=False, box=None, padding=(0, 1))
     table.add_column(justify="right")
     table.add_column()
     table.add_column(justify="right")
@@ -307,7 +381,7 @@ def _print_gate(console: Any, gate: Gate) -> None:
         return
     console.print("[bold red]gate failed[/]")
     for failure in gate.failures:
-        console.print(f"  {failure}", markup=False)
+        console.print(f"  {printable(failure)}", markup=False)
 
 
 RENDERERS: dict[str, Callable[[Report, TextIO], None]] = {
@@ -333,7 +407,7 @@ def compare_markdown(comparison: Comparison, out: TextIO) -> None:
 
 
 def compare_json(comparison: Comparison, out: TextIO) -> None:
-    _dump_json(comparison.to_dict(), out)
+    _dump_json(strict_json_value(comparison.to_dict()), out)
 
 
 COMPARISON_RENDERERS: dict[str, Callable[[Comparison, TextIO], None]] = {

@@ -80,8 +80,11 @@ class GroupResult:
     result: Result
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"group": self.group}
-        out.update((k, v) for k, v in self.result.to_dict().items() if k not in ("omitted", "quantiles"))
+        """Strict JSON values already (NaN and infinities as None): a report's groups are not copied again."""
+        out = {"group": strict_json_value(self.group)}
+        out.update(
+            (k, strict_json_value(v)) for k, v in self.result.to_dict().items() if k not in ("omitted", "quantiles")
+        )
         return out
 
 
@@ -164,9 +167,10 @@ class Report:
         merged = Gate(self.gate.passed and gate.passed, self.gate.failures + gate.failures)
         return replace(self, gate=merged, comparison=comparison or self.comparison)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, groups: bool = True) -> dict[str, Any]:
         """The JSON report of SPEC.md, equal to the command's JSON output: keys in a fixed order,
-        NaN and infinities as None (strict JSON's null)."""
+        NaN and infinities as None (strict JSON's null). `groups=False` leaves the groups list empty,
+        for a writer that makes each group's dict as it writes it."""
         out: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "version": self.version,
@@ -185,7 +189,7 @@ class Report:
             out["overall"] = self.overall.to_dict()
         if self.group_by is not None:
             out["group_by"] = self.group_by
-            out["groups"] = [g.to_dict() for g in self.groups]
+            out["groups"] = []  # its place among the keys; the groups, strict already, come in below
         out["worst_rows"] = [w.to_dict(self.id_column is not None) for w in self.worst_rows]
         if self.warnings:
             out["warnings"] = list(self.warnings)
@@ -194,7 +198,10 @@ class Report:
                 k: v for k, v in self.comparison.to_dict().items() if k not in ("schema_version", "gate")
             }
         out["gate"] = self.gate.to_dict()
-        return strict_json_value(out)  # type: ignore[no-any-return]
+        strict: dict[str, Any] = strict_json_value(out)
+        if self.group_by is not None and groups:
+            strict["groups"] = [g.to_dict() for g in self.groups]
+        return strict
 
     def to_frame(self) -> pd.DataFrame:
         """One row per result (and `overall`), quantiles as p50..p99 columns; NaN stays NaN here."""
