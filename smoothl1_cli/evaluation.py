@@ -198,16 +198,18 @@ def _check_roles(targets: list[str], preds: list[str], weight: str | None, id_co
     score a column against itself or against the wrong values. Several targets may share a pred
     (pairs differ by target); --group-by may be any column, --id included."""
     for role, names in (("target", targets), ("pred", preds if len(targets) == 1 else [])):
-        repeated = next((name for i, name in enumerate(names) if name in names[:i]), None)
-        if repeated is not None:
-            raise InputError(f"--{role} '{repeated}' is given twice; name each {role} column once")
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise InputError(f"--{role} '{name}' is given twice; name each {role} column once")
+            seen.add(name)
     roles: dict[str, str] = {}
-    for role, names in (("target", targets), ("pred", preds), ("weight", [weight]), ("id", [id_column])):
-        for name in dict.fromkeys(names):
-            if name is not None and roles.setdefault(name, role) != role:
-                raise InputError(
-                    f"column '{name}' is both the {roles[name]} and the {role}; a column can have one of these roles"
-                )
+    optional = [(role, column) for role, column in (("weight", weight), ("id", id_column)) if column is not None]
+    for role, column in [*(("target", t) for t in targets), *(("pred", p) for p in preds), *optional]:
+        if roles.setdefault(column, role) != role:
+            raise InputError(
+                f"column '{column}' is both the {roles[column]} and the {role}; a column can have one of these roles"
+            )
 
 
 def _find_column(source: Source, name: str, role: str) -> str:
