@@ -527,9 +527,9 @@ def _label_column(column: pa.Array, label: str, name: str, role: str) -> pa.Arra
         raise InputError(
             f"{label}: {role} column '{name}' holds values of type {kind}; an id or group key must be a number or text"
         )
-    if pa.types.is_integer(kind) and kind != pa.uint64():  # uint64 beyond int64 stays exact
+    if pa.types.is_integer(kind) and kind not in (pa.int64(), pa.uint64()):  # uint64 beyond int64 stays exact
         return column.cast(pa.int64())
-    if pa.types.is_floating(kind):
+    if pa.types.is_floating(kind) and kind != pa.float64():
         return column.cast(pa.float64())
     if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
         return column.cast(pa.string())
