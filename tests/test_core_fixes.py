@@ -101,11 +101,7 @@ def test_a_pred_shared_by_two_targets_and_group_by_on_the_id_or_the_target_are_a
     ],
 )
 def test_the_nan_error_says_missing_nan_or_inf_as_the_input_had_it(smoothl1_command, write_table, fmt, pred, said):
-    if fmt == "jsonl":  # -Infinity is what Python's json writes, and Arrow reads
-        path = write_table("parquet", y=[1.0, 1.0, 1.0], p=pred).with_suffix(".jsonl")
-        path.write_text("".join(json.dumps({"y": 1.0, "p": value}) + "\n" for value in pred))
-    else:
-        path = write_table(fmt, y=[1.0, 1.0, 1.0], p=pa.array(pred, pa.float64()))
+    path = write_table(fmt, y=[1.0, 1.0, 1.0], p=pa.array(pred, pa.float64()))  # JSON Lines: -Infinity
     line = _refused(smoothl1_command, path, "-t", "y", "-p", "p", "--chunk-rows", "1")
     assert f"(first: row 1, {said}" in line
 
@@ -182,6 +178,15 @@ def test_an_integer_csv_id_is_an_int_as_in_its_parquet_copy(smoothl1_command, tm
     assert [w["id"] for w in from_csv["worst_rows"]] == [-3, 10, 0]
     assert from_csv["worst_rows"] == from_parquet["worst_rows"]
     assert from_csv["groups"] == from_parquet["groups"]
+    per_row = [
+        _eval(smoothl1_command, tmp_path / name, *args[:6], "--reduction", "none") for name in ("d.csv", "d.parquet")
+    ]
+    assert per_row[0].stdout == per_row[1].stdout == b"row,k,loss\n0,10,0.5\n1,-3,1.5\n2,0,0.125\n"
+    (tmp_path / "q.csv").write_text('y,p,k\n1,2,"a,b"\n')  # a value that needs quotes still has them
+    assert (
+        _eval(smoothl1_command, tmp_path / "q.csv", *args[:6], "--reduction", "none").stdout
+        == b'row,k,loss\n0,"a,b",0.5\n'
+    )
 
 
 # 13.5: user input that used to be an internal error
