@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +92,24 @@ def evaluate(
     from smoothl1_cli.evaluation import Options
 
     extras = ("per_row", "fail_above", "baseline", "max_increase", "labels", "on")
+    _check_keywords(options, [f.name for f in fields(Options) if f.name not in ("target", "pred")] + list(extras))
     gates = {name: options.pop(name, None) for name in extras}
     try:
         settings = Options(target=_names(target), pred=_names(pred), **options)
     except TypeError as exc:
         raise InputError(str(exc)) from exc
     return run(_sources(source, settings.input_format), settings, **gates)
+
+
+def _check_keywords(given: dict[str, Any], valid: list[str]) -> None:
+    """A misspelt option is a TypeError, as for any Python function, naming the nearest valid one."""
+    for name in given:
+        if name not in valid:
+            import difflib
+
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f" (valid: {', '.join(valid)})"
+            raise TypeError(f"evaluate() got an unexpected keyword argument '{name}'{hint}")
 
 
 def _names(names: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -191,6 +204,8 @@ def run(
             from smoothl1_cli.labels import with_labels
             from smoothl1_cli.readers import open_source
 
+            if labels == "-" and "-" in (source.label for source in sources):
+                raise InputError("standard input ('-') can be read only once: not as an input and as --labels too")
             label_source = open_source(labels, None)
             stack.callback(label_source.close)
             sources = with_labels(sources, label_source, settings.target, on)

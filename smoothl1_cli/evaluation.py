@@ -8,7 +8,6 @@ format or block size, and the same input gives the same report byte for byte.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import reduce
@@ -34,7 +33,7 @@ MULTIOUTPUTS = ("elementwise", "row-sum")
 PRED_NAMES = ("pred", "prediction", "y_pred", "yhat", "y_hat")
 DEFAULT_CHUNK_ROWS = 65_536
 TEXT_FORMATS = ("csv", "tsv")
-_PLAIN_INT = re.compile(r"-?(0|[1-9][0-9]{0,17})")
+_PLAIN_INT = "^(0|-?[1-9][0-9]{0,17})$"  # an int64 written plainly: not "-0", "+7", "07" or " 7"
 
 
 @dataclass(frozen=True)
@@ -95,8 +94,15 @@ class Options:
             raise InputError("--delta goes with --loss huber; smooth_l1 takes --beta (or --sigma)")
         if self.beta is not None and self.sigma is not None:
             raise InputError("give --beta or --sigma, not both (beta = 1 / sigma**2)")
-        if self.sigma is not None and not (self.sigma > 0 and math.isfinite(self.sigma)):
-            raise InputError(f"--sigma must be a finite number above 0, not {self.sigma}")
+        if self.sigma is not None:
+            if not (self.sigma > 0 and math.isfinite(self.sigma)):
+                raise InputError(f"--sigma must be a finite number above 0, not {self.sigma}")
+            squared = self.sigma * self.sigma  # not sigma**2, which raises OverflowError for a huge sigma
+            if not (squared > 0 and math.isfinite(1 / squared)):
+                raise InputError(
+                    f"--sigma {self.sigma} is too small: beta = 1 / sigma**2 is beyond float64 (inf), "
+                    "and beta must be finite"
+                )
         if self.beta is not None and not (self.beta >= 0 and math.isfinite(self.beta)):
             raise InputError(f"--beta must be a finite number of 0 or more, not {self.beta}")
 
@@ -172,9 +178,7 @@ def plan_columns(source: Source, options: Options) -> Plan:
         preds = [_find_column(source, name, "pred") for name in options.pred]
     else:
         preds = _default_preds(source, targets, reserved)
-    for pred in preds:
-        if pred in targets:
-            raise InputError(f"column '{pred}' is both a target and a prediction; pass --pred")
+    _check_roles(targets, preds, weight, id_column)
     if len(targets) == 1:
         pairs = tuple((pred, targets[0]) for pred in preds)
     elif len(preds) == len(targets):
@@ -189,7 +193,31 @@ def plan_columns(source: Source, options: Options) -> Plan:
     return Plan(pairs, weight, id_column, group_by)
 
 
+def _check_roles(targets: list[str], preds: list[str], weight: str | None, id_column: str | None) -> None:
+    """Each column plays one role: a target given twice, or a target that is also the weight, would
+    score a column against itself or against the wrong values. Several targets may share a pred
+    (pairs differ by target); --group-by may be any column, --id included."""
+    for role, names in (("target", targets), ("pred", preds if len(targets) == 1 else [])):
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise InputError(f"--{role} '{name}' is given twice; name each {role} column once")
+            seen.add(name)
+    roles: dict[str, str] = {}
+    optional = [(role, column) for role, column in (("weight", weight), ("id", id_column)) if column is not None]
+    for role, column in [*(("target", t) for t in targets), *(("pred", p) for p in preds), *optional]:
+        if roles.setdefault(column, role) != role:
+            raise InputError(
+                f"column '{column}' is both the {roles[column]} and the {role}; a column can have one of these roles"
+            )
+
+
 def _find_column(source: Source, name: str, role: str) -> str:
+    if source.columns.count(name) > 1:
+        raise InputError(
+            f"{source.label}: column '{name}' appears {source.columns.count(name)} times in the input; "
+            "rename the copies so that each column has its own name"
+        )
     if name in source.columns:
         return name
     shown = ", ".join(source.columns[:20]) + (
@@ -219,7 +247,7 @@ def _default_preds(source: Source, targets: list[str], reserved: set[str | None]
         ]
         if all(len(found) == 1 for found in per_target):
             return [found[0] for found in per_target]
-    rest = [c for c in source.columns if c in source.numeric and c not in reserved]
+    rest = list(dict.fromkeys(c for c in source.columns if c in source.numeric and c not in reserved))
     if not rest:
         raise InputError(
             f"{source.label}: no prediction column found: none is named {', '.join(PRED_NAMES)} "
@@ -247,6 +275,7 @@ class _Piece:
     ids: list[pa.Array]
     groups: list[pa.Array]
     rows: int
+    missing: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)  # where a column with nulls has them
 
     def slice(self, start: int, length: int) -> _Piece:
         return _Piece(
@@ -254,6 +283,7 @@ class _Piece:
             [ids.slice(start, length) for ids in self.ids],
             [groups.slice(start, length) for groups in self.groups],
             length,
+            {name: mask[start : start + length] for name, mask in self.missing.items()},
         )
 
     @staticmethod
@@ -266,6 +296,10 @@ class _Piece:
             [ids for p in pieces for ids in p.ids],
             [groups for p in pieces for groups in p.groups],
             sum(p.rows for p in pieces),
+            {
+                name: np.concatenate([p.missing.get(name, np.zeros(p.rows, dtype=bool)) for p in pieces])
+                for name in dict.fromkeys(name for p in pieces for name in p.missing)
+            },
         )
 
 
@@ -292,7 +326,7 @@ class _BadRows:
     """Rows with a missing, NaN or infinite value: how many, and the first one."""
 
     count: int = 0
-    first: tuple[int, str, float] | None = None  # global row, column, value
+    first: tuple[int, str, str] | None = None  # global row, column, the value as the input had it
 
 
 @dataclass
@@ -307,6 +341,7 @@ class _Run:
     row_sum: LossStats | None
     groups: _Groups | None = None
     boot: BootstrapStats | None = None
+    text_labels: _TextLabels = field(default_factory=lambda: _TextLabels({}))
     rows: int = 0
     omitted: int = 0
     bad: _BadRows = field(default_factory=_BadRows)
@@ -402,7 +437,8 @@ class _Run:
             for name in self.plan.numeric:
                 value = float(piece.columns[name][position])
                 if not math.isfinite(value):
-                    self.bad.first = (start + position, name, value)
+                    missing = name in piece.missing and piece.missing[name][position]
+                    self.bad.first = (start + position, name, "missing" if missing else f"value {format_value(value)}")
                     break
 
     def _check_weights(self, weight: np.ndarray[Any, Any], rows: np.ndarray[Any, Any]) -> None:
@@ -420,39 +456,84 @@ class _Groups:
         self.stats = [GroupStats.empty(0) for _ in range(results)]
 
     def codes_of(self, groups: list[pa.Array], keep: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
-        """The group code of each (kept) row of a chunk; new values get the next codes."""
-        column = _concat_ids(groups)
-        assert column is not None
+        """The group code of each (kept) row of a chunk; new values get the next codes.
+
+        Each input's part of the chunk is encoded by itself, so keys are compared by value
+        (7 from an int32 file is 7 from an int64 one), never through a common type.
+        """
+        codes = np.concatenate([self._codes_of(column) for column in groups])
+        return codes[keep] if keep is not None else codes
+
+    def _codes_of(self, column: pa.Array) -> np.ndarray[Any, Any]:
         encoded = column.dictionary_encode(null_encoding="encode")
         mapping = np.array(
             [self.codes.setdefault(_json_id(value), len(self.codes)) for value in encoded.dictionary.to_pylist()],
             dtype=np.int64,
         )
         indices = to_int64(encoded.indices)
-        codes = mapping[indices] if mapping.size else indices
-        return codes[keep] if keep is not None else codes
+        return mapping[indices] if mapping.size else indices
 
     def update(self, index: int, codes: np.ndarray[Any, Any], chunk: Chunk) -> None:
         self.stats[index] = self.stats[index].update(codes, len(self.codes), chunk)
 
-    def results(self, plan: Plan, reduction: str, from_text: bool) -> tuple[GroupResult, ...]:
+    def results(self, plan: Plan, reduction: str, text_labels: _TextLabels) -> tuple[GroupResult, ...]:
         """Every group's result for every pred, groups sorted by value (missing values last).
 
-        A group whose rows were all omitted is left out. Keys read from delimited text are text;
-        where every one is an integer written plainly (no plus sign, no leading zero), they become
-        integers, as Arrow's type inference (and so a Parquet copy of the file) would have them.
+        A group whose rows were all omitted is left out. Keys read from delimited text are typed
+        as `_TextLabels` says.
         """
-        counts = self.stats[0].grown(len(self.codes)).count
-        codes = {key: code for key, code in self.codes.items() if counts[code]}
-        if from_text and all(key is None or (isinstance(key, str) and _PLAIN_INT.fullmatch(key)) for key in codes):
-            codes = {key if key is None else int(key): code for key, code in codes.items()}
+        assert plan.group_by is not None
+        every = [stats.grown(len(self.codes)) for stats in self.stats]  # once, not once per group
+        seen = every[0].count.tolist()
+        codes = [(text_labels.typed(plan.group_by, key), code) for key, code in self.codes.items() if seen[code]]
+        codes.sort(key=lambda item: _sort_key(item[0]))
         out = []
-        for key, code in sorted(codes.items(), key=lambda item: _sort_key(item[0])):
-            for (pred, target), stats in zip(plan.pairs, self.stats, strict=True):
-                summary = stats.grown(len(self.codes)).summarize(code)
+        for key, code in codes:
+            for (pred, target), stats in zip(plan.pairs, every, strict=True):
+                summary = stats.summarize(code)
                 value = summary.sum if reduction == "sum" else summary.mean
                 out.append(GroupResult(key, Result(pred, target, 0, value, summary)))
         return tuple(out)
+
+
+@dataclass
+class _TextLabels:
+    """Whether each --id or --group-by column read from delimited text holds only integers written
+    plainly (missing values aside). Such a column is one of integers, as a Parquet copy of the file
+    has it; any other value ("07", " 7", "-0", "x") keeps the whole column as text, so no two
+    spellings ever become one key ("0" and "-0" are two groups)."""
+
+    integral: dict[str, bool]
+
+    def observe(self, name: str, column: pa.Array) -> None:
+        if self.integral.get(name, True):
+            import pyarrow.compute as pc
+
+            plain = pc.all(pc.match_substring_regex(column, _PLAIN_INT)).as_py()
+            self.integral[name] = plain is not False  # None: no value but missing ones
+
+    def typed(self, name: str, value: Any) -> Any:
+        return int(value) if isinstance(value, str) and self.integral.get(name) else value
+
+
+def _label_column(column: pa.Array, label: str, name: str, role: str) -> pa.Array:
+    """An --id or --group-by column in one type per kind, decided by its type alone so that every
+    chunk of every input agrees: integers as int64, floats as float64, text as string, and a
+    dictionary (a pandas categorical) by its values. Lists and structs are refused."""
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    kind = column.type
+    if pa.types.is_nested(kind):
+        raise InputError(
+            f"{label}: {role} column '{name}' holds values of type {kind}; an id or group key must be a number or text"
+        )
+    if pa.types.is_integer(kind) and kind not in (pa.int64(), pa.uint64()):  # uint64 beyond int64 stays exact
+        return column.cast(pa.int64())
+    if pa.types.is_floating(kind) and kind != pa.float64():
+        return column.cast(pa.float64())
+    if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return column.cast(pa.string())
+    return column
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -555,7 +636,7 @@ def evaluate_sources(
     text = set(plan.labels)
     offsets: list[int] = []
     try:
-        pieces = _pieces(sources, plan, text, options.chunk_rows, inputs, offsets, run.notes)
+        pieces = _pieces(sources, plan, text, options.chunk_rows, inputs, offsets, run.notes, run.text_labels)
         with np.errstate(all="ignore"):  # inf and NaN are handled (and reported) explicitly, not warned about
             for piece in _aligned(pieces, options.chunk_rows):
                 run.reduce(piece)
@@ -578,6 +659,7 @@ def _pieces(
     inputs: list[InputInfo],
     offsets: list[int],
     notes: dict[str, str],
+    text_labels: _TextLabels,
 ) -> Iterator[_Piece]:
     """Each source's batches as pieces, in order; records each input's row count and first row."""
     total = 0
@@ -593,10 +675,24 @@ def _pieces(
                             "PyTorch's float64) rounds; the losses are of the rounded values"
                         )
                 columns = {name: to_float64(batch.column(name)) for name in plan.numeric}
-                ids = [batch.column(plan.id)] if plan.id else []
-                groups = [batch.column(plan.group_by)] if plan.group_by else []
+                missing = {
+                    name: batch.column(name).is_null().to_numpy(zero_copy_only=False)
+                    for name in plan.numeric
+                    if batch.column(name).null_count
+                }
+                labels = {
+                    name: _label_column(
+                        batch.column(name), source.label, name, "--id" if name == plan.id else "--group-by"
+                    )
+                    for name in plan.labels
+                }
+                if source.format in TEXT_FORMATS:
+                    for name, column in labels.items():
+                        text_labels.observe(name, column)
+                ids = [labels[plan.id]] if plan.id else []
+                groups = [labels[plan.group_by]] if plan.group_by else []
                 rows += batch.num_rows
-                yield _Piece(columns, ids, groups, batch.num_rows)
+                yield _Piece(columns, ids, groups, batch.num_rows, missing)
         finally:
             source.close()
         inputs.append(InputInfo(source.label, source.format, rows))
@@ -629,7 +725,7 @@ def _report(run: _Run, sources: Sequence[Source], offsets: list[int], inputs: tu
         label, local = _locate(sources, offsets, row)
         raise InputError(
             f"{label}: {run.bad.count} row{'s' if run.bad.count > 1 else ''} with a missing, NaN or infinite value "
-            f"(first: row {local}, column '{column}', value {format_value(value)}); "
+            f"(first: row {local}, column '{column}', {value}); "
             "pass --nan-policy omit to skip such rows, or --nan-policy propagate to keep them as NaN"
         )
     if run.omitted == run.rows:
@@ -645,7 +741,9 @@ def _report(run: _Run, sources: Sequence[Source], offsets: list[int], inputs: tu
         stats = run.row_sum if run.row_sum is not None else reduce(LossStats.merge, run.stats)
         overall = _result("overall", "overall", stats, run.omitted, options, sources)
     worst = tuple(
-        WorstRow(int(row), pred, target, float(p), float(a), float(loss), identifier)
+        WorstRow(
+            int(row), pred, target, float(p), float(a), float(loss), run.text_labels.typed(plan.id or "", identifier)
+        )
         for (pred, target), stats in zip(plan.pairs, run.stats, strict=True)
         if stats.worst is not None
         for loss, row, p, a, identifier in zip(
@@ -670,9 +768,7 @@ def _report(run: _Run, sources: Sequence[Source], offsets: list[int], inputs: tu
         results=results,
         overall=overall,
         group_by=plan.group_by,
-        groups=run.groups.results(plan, options.reduction, any(s.format in TEXT_FORMATS for s in sources))
-        if run.groups is not None
-        else (),
+        groups=run.groups.results(plan, options.reduction, run.text_labels) if run.groups is not None else (),
         worst_rows=worst,
         warnings=_warnings(run, sources, offsets, results + ((overall,) if overall else ())),
     )

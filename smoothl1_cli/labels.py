@@ -61,6 +61,8 @@ class _Lockstep:
 
 def with_labels(sources: Sequence[Source], labels: Source, targets: Sequence[str], on: str | None) -> list[Source]:
     """The prediction sources with their target columns taken from `labels`."""
+    if on is not None and on in targets:
+        raise InputError(f"--on '{on}' is also a --target: the key joins the two files, it cannot be what is predicted")
     for name in [*targets, *([on] if on else [])]:
         if name not in labels.columns:
             raise InputError(
@@ -142,7 +144,8 @@ def _zipped(source: Source, labels: Source, lockstep: _Lockstep, targets: list[s
     def stream(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
         wanted = [c for c in columns if c not in targets]
         for batch in source.batches(wanted, text, chunk_rows):
-            yield _assemble(columns, batch, lockstep.take(batch.num_rows, source.label))
+            if batch.num_rows:  # an empty batch (a table's empty chunk) takes no labels
+                yield _assemble(columns, batch, lockstep.take(batch.num_rows, source.label))
         if last:
             lockstep.finish(source.label)
 

@@ -188,7 +188,12 @@ class CsvRowSink:
         if self._out is None:
             return
         buffer = io.BytesIO()
-        pacsv.write_csv(_row_batch(self._names, rows, ids, losses, omitted), buffer, self._options)
+        batch = _row_batch(self._names, rows, ids, losses, omitted)
+        try:  # quotes only where needed, as the csv module writes: an id 7 read from a CSV stays 7, not "7"
+            pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False, quoting_style="none"))
+        except pa.ArrowInvalid:  # an id holding a delimiter, a quote or a line break
+            buffer = io.BytesIO()
+            pacsv.write_csv(batch, buffer, self._options)
         self._send(buffer.getvalue())
 
     def _send(self, data: bytes) -> None:
