@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import fields
 from pathlib import Path
@@ -28,7 +28,7 @@ def smooth_l1(pred: Any, target: Any, beta: float = 1.0, reduction: str = "mean"
         raise InputError(f"beta must be 0 or more, not {beta}")
     with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN flow through silently, as in PyTorch
         xp, diff = _diff(pred, target)
-        return _reduce(kernel.smooth_l1_terms(diff, float(beta), xp), reduction, weight, xp)
+        return _reduce(_terms(kernel.smooth_l1_terms, diff, float(beta), xp), reduction, weight, xp)
 
 
 def huber(pred: Any, target: Any, delta: float = 1.0, reduction: str = "mean", weight: Any = None) -> Any:
@@ -42,7 +42,7 @@ def huber(pred: Any, target: Any, delta: float = 1.0, reduction: str = "mean", w
         raise InputError(f"delta must be above 0, not {delta}")
     with np.errstate(over="ignore", invalid="ignore"):
         xp, diff = _diff(pred, target)
-        return _reduce(kernel.huber_terms(diff, float(delta), xp), reduction, weight, xp)
+        return _reduce(_terms(kernel.huber_terms, diff, float(delta), xp), reduction, weight, xp)
 
 
 def _diff(pred: Any, target: Any) -> tuple[Any, Any]:
@@ -51,6 +51,11 @@ def _diff(pred: Any, target: Any) -> tuple[Any, Any]:
     if pred.shape != target.shape:
         raise InputError(f"pred has shape {pred.shape} but target has shape {target.shape}")
     return xp, pred - target
+
+
+def _terms(terms_of: Callable[[Any, float, Any], Any], diff: Any, parameter: float, xp: Any) -> Any:
+    """Per-element losses in diff's shape; the kernel works in place on a flat array (a 0-d one is a scalar)."""
+    return terms_of(diff.reshape(-1), parameter, xp).reshape(diff.shape)
 
 
 def _reduce(terms: Any, reduction: str, weight: Any, xp: Any) -> Any:
@@ -98,7 +103,18 @@ def evaluate(
         settings = Options(target=_names(target), pred=_names(pred), **options)
     except TypeError as exc:
         raise InputError(str(exc)) from exc
-    return run(_sources(source, settings.input_format), settings, **gates)
+    sources = _sources(source, settings.input_format)
+    if gates["per_row"] is not None:
+        from smoothl1_cli.output import refuse_overwriting
+
+        files = [s.label for s in sources if s.format != "table"]
+        try:
+            refuse_overwriting({"per_row": gates["per_row"]}, files, gates["labels"])
+        except BaseException:
+            for opened in sources:
+                opened.close()
+            raise
+    return run(sources, settings, **gates)
 
 
 def _check_keywords(given: dict[str, Any], valid: list[str]) -> None:
@@ -216,7 +232,7 @@ def run(
                 raise InputError(f"--per-row {per_row}: name a .csv or .parquet file, or - for stdout")
             plan = plan_columns(sources[0], settings)
             out = sys.stdout.buffer if per_row == "-" else stack.enter_context(atomic_output(per_row, "--per-row"))
-            sink = (ParquetRowSink if parquet else CsvRowSink)(out, plan.id, [pred for pred, _ in plan.pairs])
+            sink = (ParquetRowSink if parquet else CsvRowSink)(out, plan.id, plan.pairs)
             stack.callback(sink.close)  # before the file it writes to is closed (or, on an error, removed)
         report = evaluate_sources(sources, settings, sink)
     if fail_above is not None:

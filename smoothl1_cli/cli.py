@@ -62,13 +62,15 @@ _ENVIRONMENT_ERRORS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno
 
 
 def _internal_error(exc: Exception, ctx: click.Context) -> NoReturn:
+    from smoothl1_cli.render import printable
+
     debug = os.environ.get("SMOOTHL1_DEBUG") == "1" or bool(ctx.meta.get("smoothl1.debug"))
     if debug:
         import traceback
 
         traceback.print_exception(exc)
     click.echo(
-        f"Error: internal error in smoothl1 {__version__} ({type(exc).__name__}: {exc}). "
+        f"Error: internal error in smoothl1 {__version__} ({type(exc).__name__}: {printable(str(exc))}). "
         f"This is a bug: please report it at {ISSUES_URL}"
         + ("" if debug else ", with the output of the same command run with --debug"),
         err=True,
@@ -185,14 +187,19 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
         report = run(sources, settings, per_row, fail_above, baseline, max_increase, labels, on)
     for warning in report.warnings:
         click.echo(f"Warning: {printable(warning)}", err=True)
+    renderer = "quiet" if quiet else _chosen(fmt)
+    json_text = None
     if output is not None:
         text = io.StringIO()
         RENDERERS["json"](report, text)
+        json_text = text.getvalue()
         with atomic_output(output, "-o") as file:
-            file.write(text.getvalue().encode())
+            file.write(json_text.encode())
     if per_row != "-":
-        renderer = "quiet" if quiet else _chosen(fmt)
-        RENDERERS[renderer](report, sys.stdout)
+        if renderer == "json" and json_text is not None:  # rendered once: a million groups take seconds
+            sys.stdout.write(json_text)
+        else:
+            RENDERERS[renderer](report, sys.stdout)
         sys.stdout.flush()
     if not report.gate.passed:
         if per_row == "-" or quiet or fmt == "csv":  # these outputs have no room for the reasons

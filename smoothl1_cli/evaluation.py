@@ -79,8 +79,8 @@ class Options:
             raise InputError(f"--ci is a confidence level between 0 and 1 (such as 0.95), not {self.ci}")
         if not 0 <= self.seed < 2**64:
             raise InputError(f"--seed must be a whole number from 0 to 2**64 - 1, not {self.seed}")
-        if self.bootstrap < 2:
-            raise InputError(f"--bootstrap needs at least 2 replicates (1000 is usual), not {self.bootstrap}")
+        if not 2 <= self.bootstrap <= 2**18:  # the weights' counter holds 2**16 hashes of 4 replicates per row
+            raise InputError(f"--bootstrap takes 2 to 262144 replicates (1000 is usual), not {self.bootstrap}")
         self._check_parameter()
 
     def _check_parameter(self) -> None:

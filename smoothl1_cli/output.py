@@ -116,8 +116,22 @@ def _umask() -> int:
     return mask
 
 
-def _loss_names(preds: list[str]) -> list[str]:
-    return ["loss"] if len(preds) == 1 else [f"loss_{pred}" for pred in preds]
+def column_names(id_column: str | None, pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """`row`, the id column, then `loss` (one result) or `loss_<pred>`, `loss_<pred>_<target>` where a pred is
+    scored against several targets; an id column whose name is taken is written as `id_<name>`. Unique, so
+    the file reads back (a Parquet file with two columns of one name does not)."""
+    preds = [pred for pred, _ in pairs]
+    losses = (
+        ["loss"]
+        if len(pairs) == 1
+        else [f"loss_{pred}" if preds.count(pred) == 1 else f"loss_{pred}_{target}" for pred, target in pairs]
+    )
+    if id_column is None:
+        return ["row", *losses]
+    id_name = id_column
+    while id_name == "row" or id_name in losses:
+        id_name = f"id_{id_name}"
+    return ["row", id_name, *losses]
 
 
 def _row_batch(
@@ -138,9 +152,9 @@ def _row_batch(
 class ParquetRowSink:
     """Per-row losses as Parquet, with the same columns as the CSV."""
 
-    def __init__(self, out: IO[bytes], id_column: str | None, preds: list[str]) -> None:
+    def __init__(self, out: IO[bytes], id_column: str | None, pairs: Sequence[tuple[str, str]]) -> None:
         self._out = out
-        self._names = ["row"] + ([id_column] if id_column else []) + _loss_names(preds)
+        self._names = column_names(id_column, pairs)
         self._writer: Any = None  # a pyarrow.parquet.ParquetWriter once the first batch is in
 
     def write(
@@ -169,9 +183,9 @@ class CsvRowSink:
     the report (-o) and the gates still happen, as with `tee`.
     """
 
-    def __init__(self, out: IO[bytes], id_column: str | None, preds: list[str]) -> None:
+    def __init__(self, out: IO[bytes], id_column: str | None, pairs: Sequence[tuple[str, str]]) -> None:
         self._out: IO[bytes] | None = out
-        self._names = ["row"] + ([id_column] if id_column else []) + _loss_names(preds)
+        self._names = column_names(id_column, pairs)
         header = io.StringIO()
         csv.writer(header, lineterminator="\n").writerow(self._names)
         self._send(header.getvalue().encode())

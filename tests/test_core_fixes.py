@@ -250,18 +250,6 @@ def test_duplicate_column_names_are_an_input_error(smoothl1_command, tmp_path, f
     )
 
 
-def test_the_per_row_file_of_id_row_reads_back_with_a_clear_error(smoothl1_command, tmp_path) -> None:
-    (tmp_path / "d.csv").write_text("row,y,p\n5,1,2\n6,2,4\n")
-    per_row = tmp_path / "rows.parquet"
-    assert (
-        _eval(
-            smoothl1_command, tmp_path / "d.csv", "-t", "y", "-p", "p", "--id", "row", "--per-row", per_row
-        ).returncode
-        == 0
-    )
-    assert "column 'row' appears 2 times" in _refused(smoothl1_command, per_row, "-t", "loss", "-p", "row")
-
-
 @pytest.mark.parametrize("sigma", ["1e-170", "1e-155"])
 def test_a_sigma_whose_beta_is_inf_is_refused_like_beta_inf(smoothl1_command, abc, sigma) -> None:
     line = _refused(smoothl1_command, abc, "-t", "y", "-p", "p", "--sigma", sigma)

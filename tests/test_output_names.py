@@ -1,0 +1,90 @@
+"""Per-row files read back (unique column names), bounded bootstrap, the API on scalars and its own outputs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from smoothl1_cli import evaluate, huber, smooth_l1
+from smoothl1_cli.errors import InputError
+from tests.conftest import invoke, reference_loss, run_command
+
+
+def read_back(path: Path) -> dict[str, list[Any]]:
+    table = pq.read_table(path) if path.suffix == ".parquet" else pacsv.read_csv(path)
+    assert len(set(table.column_names)) == len(table.column_names), table.column_names
+    return table.to_pydict()
+
+
+@pytest.mark.parametrize("ext", ["parquet", "csv"])
+def test_an_id_column_named_row_is_written_as_id_row(smoothl1_command, write_table, tmp_path, ext):
+    data = write_table("parquet", row=[10, 11], y=[1.0, 2.0], pred=[1.5, 4.0])
+    out = tmp_path / f"rows.{ext}"
+    done = run_command(smoothl1_command, "eval", data, "-t", "y", "--id", "row", "--per-row", out, "-q")
+    assert done.returncode == 0, done.stderr
+    columns = read_back(out)
+    assert list(columns) == ["row", "id_row", "loss"]
+    assert columns["row"] == [0, 1]
+    assert columns["id_row"] == [10, 11]
+    assert columns["loss"] == [reference_loss(1.5, 1.0), reference_loss(4.0, 2.0)]
+
+
+@pytest.mark.parametrize("ext", ["parquet", "csv"])
+def test_one_pred_against_two_targets_gets_a_loss_column_each(smoothl1_command, write_table, tmp_path, ext):
+    data = write_table("csv", y1=[1.0, 2.0], y2=[0.0, 5.0], p=[1.5, 4.0])
+    out = tmp_path / f"rows.{ext}"
+    done = run_command(smoothl1_command, "eval", data, "-t", "y1,y2", "-p", "p,p", "--per-row", out, "-q")
+    assert done.returncode == 0, done.stderr
+    columns = read_back(out)
+    assert list(columns) == ["row", "loss_p_y1", "loss_p_y2"]
+    assert columns["loss_p_y1"] == [reference_loss(1.5, 1.0), reference_loss(4.0, 2.0)]
+    assert columns["loss_p_y2"] == [reference_loss(1.5, 0.0), reference_loss(4.0, 5.0)]
+
+
+def test_more_bootstrap_replicates_than_the_weights_can_tell_apart_are_refused(write_table):
+    data = write_table("csv", y=[1.0, 2.0], pred=[1.5, 4.0])
+    result = invoke(["eval", data, "-t", "y", "--ci", "0.9", "--bootstrap", "262145", "-q"])
+    assert result.exit_code == 2
+    assert "--bootstrap takes 2 to 262144 replicates" in result.stderr
+
+
+def test_the_api_takes_scalars_and_keeps_the_shape_of_none():
+    assert smooth_l1(np.float64(3.0), np.float64(1.0)) == 1.5
+    assert smooth_l1(0.5, 1.0) == 0.125
+    assert huber(3.0, 1.0, delta=1.0, reduction="sum") == 1.5
+    scalar_terms = smooth_l1(np.float64(3.0), np.float64(1.0), reduction="none")
+    assert np.shape(scalar_terms) == ()
+    assert float(scalar_terms) == 1.5
+    grid = smooth_l1(np.array([[0.0, 3.0], [0.5, -2.0]]), np.zeros((2, 2)), reduction="none")
+    assert grid.shape == (2, 2)
+    assert grid.tolist() == [[0.0, 2.5], [0.125, 1.5]]
+
+
+def test_the_api_refuses_per_row_output_over_its_input(write_table):
+    data = write_table("csv", y=[1.0, 2.0], pred=[1.5, 4.0])
+    before = data.read_bytes()
+    with pytest.raises(InputError, match="same file as input"):
+        evaluate(str(data), target="y", per_row=str(data))
+    assert data.read_bytes() == before
+    report = evaluate(str(data), target="y", per_row=str(data.with_name("rows.csv")))
+    assert math.isclose(report.to_dict()["results"][0]["value"], (0.125 + 1.5) / 2, rel_tol=1e-15)
+
+
+def test_an_internal_error_message_reaches_the_terminal_escaped(write_table, monkeypatch):
+    import smoothl1_cli.api
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("bad \x1b]0;owned\x07 title")
+
+    monkeypatch.setattr(smoothl1_cli.api, "run", broken)
+    result = invoke(["eval", write_table("csv", y=[1.0], pred=[2.0]), "-t", "y", "-q"])
+    assert result.exit_code == 3
+    assert "\x1b" not in result.stderr
+    assert "\x07" not in result.stderr
+    assert "RuntimeError: bad" in result.stderr
