@@ -454,12 +454,14 @@ class _TextReader:
         """Record-aligned blocks of about BLOCK_BYTES: one read into a fresh buffer, no other copy.
 
         The first blocks are smaller (doubling up to BLOCK_BYTES), so a small file never pays for
-        a big buffer's page faults.
+        a big buffer's page faults. A record that outgrows its buffer doubles it (so each byte is
+        searched for a boundary a bounded number of times), but never past MAX_RECORD_BYTES + 1:
+        a record that has not ended there is refused before more of it is held.
         """
         carry = b""
         size = FIRST_BLOCK_BYTES
         while True:
-            buffer = bytearray(len(carry) + size)
+            buffer = bytearray(len(carry) + min(max(size, len(carry)), MAX_RECORD_BYTES + 1 - len(carry)))
             size = min(size * 2, BLOCK_BYTES)
             buffer[: len(carry)] = carry
             view = memoryview(buffer)
@@ -568,47 +570,42 @@ def _quoted_fields(data: bytes | bytearray | memoryview, end: int) -> bool:
 def _last_boundary(data: bytes | bytearray, end: int, quoted: bool) -> int:
     """Index just past the last newline in data[:end] that ends a record (not one inside quotes).
 
-    Where every quoted field is well formed, quote parity tells (a "" escape keeps it), in one
-    vectorized pass. A quote inside an unquoted field (12") would throw parity off; where the
-    quotes that parity takes for openings are not all at a field's start, the quotes are lexed
-    one by one instead, as the CSV reader does.
+    Where every quoted field is well formed, quote parity tells (a "" escape keeps it): from the
+    last newline back, each one inside quotes sends the search to before the quote that opened
+    them. A quote inside an unquoted field (12") would throw parity off; where the quotes that
+    parity takes for openings are neither at a field's start nor the second half of a "" escape,
+    the fields are lexed instead, as the CSV reader does.
     """
     last = data.rfind(b"\n", 0, end)
     if not quoted or last < 0 or not _quoted_fields(data, end):
         return last + 1
     buffer = np.frombuffer(data, dtype=np.uint8, count=end)
     quotes = np.flatnonzero(buffer == ord('"'))
-    newlines = np.flatnonzero(buffer == ord("\n"))
-    if _field_starts(buffer, quotes[0::2]).all():
-        inside = np.searchsorted(quotes, newlines) % 2 == 1  # an odd number of quotes before it
-    else:
-        inside = _inside_quotes(buffer, quotes, newlines, end)
-    outside = newlines[~inside]
-    return int(outside[-1]) + 1 if outside.size else 0
+    openings = quotes[0::2]
+    regular = _field_starts(buffer, openings)
+    regular[1:] |= openings[1:] == quotes[1::2][: openings.size - 1] + 1  # "" inside quotes
+    if not regular.all():
+        return _lexed_boundary(data, end)
+    while last >= 0:
+        before = int(np.searchsorted(quotes, last))  # an odd number of quotes before it: inside quotes
+        if before % 2 == 0:
+            break
+        last = data.rfind(b"\n", 0, int(quotes[before - 1]))  # so look before they opened
+    return last + 1
 
 
-def _inside_quotes(
-    buffer: np.ndarray[Any, Any], quotes: np.ndarray[Any, Any], newlines: np.ndarray[Any, Any], end: int
-) -> np.ndarray[Any, Any]:
-    """For each newline, whether a quoted field holds it: quotes lexed in order (slow path)."""
-    openings = _field_starts(buffer, quotes)
-    starts, stops = [], []
-    index, count = 0, len(quotes)
-    while index < count:
-        if not openings[index]:
-            index += 1  # a quote inside an unquoted field: just a character
-            continue
-        starts.append(int(quotes[index]))
-        index += 1
-        while index < count and index + 1 < count and quotes[index + 1] == quotes[index] + 1:
-            index += 2  # "" inside the quotes: an escaped quote
-        stops.append(int(quotes[index]) if index < count else end)
-        index += 1
-    if not starts:
-        return np.zeros(newlines.size, dtype=bool)
-    interval = np.searchsorted(np.array(starts), newlines, side="right") - 1
-    inside: np.ndarray[Any, Any] = (interval >= 0) & (newlines < np.array(stops)[np.maximum(interval, 0)])
-    return inside
+# A quoted field: a quote at a field's start, to its closing quote ("" escapes included) or the end.
+_QUOTED_FIELD = re.compile(rb'(?<![^,\t;\n\r])"[^"]*(?:""[^"]*)*"?')
+
+
+def _lexed_boundary(data: bytes | bytearray, end: int) -> int:
+    """_last_boundary where quotes also occur inside unquoted fields: one pass of a regular
+    expression over the quoted fields, keeping the last newline found between them."""
+    last, position = -1, 0
+    for field_ in _QUOTED_FIELD.finditer(data, 0, end):
+        last = max(last, data.rfind(b"\n", position, field_.start()))
+        position = field_.end()
+    return max(last, data.rfind(b"\n", position, end)) + 1
 
 
 def _split_header(stream: _Prefixed, label: str) -> tuple[str, int, int]:

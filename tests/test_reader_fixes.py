@@ -1,0 +1,104 @@
+"""The readers on valid input they refused, and on hostile input they took too long (or too much) to refuse.
+
+Each input goes through the installed command; big inputs are generated in tmp_path, as small as
+the case allows. References are independent: Python's csv and json modules, math.fsum.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from smoothl1_cli import readers
+from tests.conftest import reference_mean, run_command
+from tests.test_bounds import LINE_RSS_MB, MB, measure, one_error_line
+
+
+def exit_2_line(result) -> str:  # type: ignore[no-untyped-def]
+    """The one `Error:` line of a run that exited 2 (no traceback, nothing on stdout)."""
+    assert result.returncode == 2, (result.returncode, result.stderr.decode())
+    assert result.stdout == b""
+    return one_error_line(result.stderr)
+
+
+def quiet_value(result) -> float:  # type: ignore[no-untyped-def]
+    assert result.returncode == 0, result.stderr.decode()
+    return float(result.stdout.decode())
+
+
+def csv_reference(data: bytes, pred: str = "pred", target: str = "y") -> float:
+    """The mean loss of a CSV file as Python's csv module reads it."""
+    rows = list(csv.DictReader(io.StringIO(data.decode(), newline="")))
+    return reference_mean([float(r[pred]) for r in rows], [float(r[target]) for r in rows])
+
+
+# --- 13.11: escaped quotes, unclosed quotes ------------------------------------------------------
+
+
+def escaped_rows(count: int) -> bytes:
+    lines = [f'{i % 7},{i % 5 + 0.5},"say ""hi""\n{i}",x""y\n' for i in range(count)]
+    return ("y,pred,note,other\n" + "".join(lines)).encode()
+
+
+def test_escaped_quotes_are_cut_by_parity_not_lexed(monkeypatch) -> None:
+    """Found: a "" escape made the block cutter take its quote-by-quote Python path (5.5x slower
+    reading); "" inside quotes keeps quote parity, so the vectorized path applies."""
+    data = b'1,"a ""b""\nc",2\n3,"""",4\n5,"x\n'
+
+    def refuse(*args: object) -> int:
+        raise AssertionError("lexed quote by quote")
+
+    lexed = readers._lexed_boundary(data, len(data))
+    monkeypatch.setattr(readers, "_lexed_boundary", refuse)
+    assert readers._last_boundary(data, len(data), quoted=True) == lexed == data.index(b"5,")
+
+
+def ends_a_record(prefix: bytes) -> bool:
+    """Whether Python's csv reads `prefix` as whole records: a record written after it stays its own."""
+    rows = list(csv.reader(io.StringIO((prefix + b"Z\n").decode(), newline="")))
+    return rows[-1] == ["Z"]
+
+
+@pytest.mark.parametrize(
+    "data", [b'1,a"b,"c\nd"\n2,x', b'"a"b"\n1,"c\n"\n', b'ab""\n"c\n', b'1,2\n"3\n4', b'1,"a""\n""b"\n2']
+)
+def test_the_last_record_boundary_is_where_pythons_csv_ends_a_record(data) -> None:
+    """Quotes inside unquoted fields (lexed) and escapes (by parity) alike."""
+    ends = [k for k in range(1, len(data) + 1) if data[k - 1 : k] == b"\n" and ends_a_record(data[:k])]
+    assert readers._last_boundary(data, len(data), quoted=True) == max(ends, default=0)
+
+
+def test_escaped_quotes_across_blocks_match_pythons_csv(smoothl1_command, tmp_path) -> None:
+    data = escaped_rows(40_000)  # ~1.5 MiB: cut into several blocks, inside escapes too
+    path = tmp_path / "escaped.csv"
+    path.write_bytes(data)
+    value = quiet_value(run_command(smoothl1_command, "eval", path, "-t", "y", "-p", "pred", "-q"))
+    assert value == pytest.approx(csv_reference(data), rel=1e-12)
+
+
+def test_an_unclosed_quote_is_refused_in_bounded_memory(smoothl1_command, tmp_path) -> None:
+    """Found: a 70 MB CSV with an unclosed quote took 88 s and 1.5 GB to refuse (each read grew the
+    buffer by 8 MiB and searched it all again, with one int64 per newline); now the buffer doubles
+    and only the newlines at its end are looked at."""
+    path = tmp_path / "unclosed.csv"
+    path.write_bytes(b'y,pred\n"1,2\n' + b"1,2\n" * (17 * MB))  # 68 MiB inside one quoted field
+    run = measure([*smoothl1_command, "eval", str(path), "-t", "y", "-p", "pred"], 60)
+    assert run.code == 2, run.stderr.decode()
+    assert "longer than 64 MiB without a line break outside quotes (an unclosed quote?)" in one_error_line(run.stderr)
+    assert run.rss_mb < LINE_RSS_MB / 1.5, run.rss_mb
+
+
+# --- 13.5: a line between 64 and 72 MiB ----------------------------------------------------------
+
+
+def test_a_line_just_over_64_mib_is_refused_in_bounded_memory(smoothl1_command, tmp_path) -> None:
+    """Found: a 68 MiB line that did end (within the read that took the buffer past 64 MiB) went
+    to Arrow whole: exit 3 after 846 MB. The buffer now stops at 64 MiB + 1 byte."""
+    path = tmp_path / "long.csv"
+    path.write_bytes(b"y,pred\n1," + b"2" * (68 * MB) + b"\n1,2\n")
+    run = measure([*smoothl1_command, "eval", str(path), "-t", "y", "-p", "pred"], 60)
+    assert run.code == 2, run.stderr.decode()
+    assert "line 2 is longer than 64 MiB" in one_error_line(run.stderr)
+    assert run.rss_mb < LINE_RSS_MB / 1.5, run.rss_mb
