@@ -652,7 +652,7 @@ def _open_delimited(
     _check_names(label, names)
     reader = _TextReader(label, stream, True, header_bytes, 0, count_lines, header_newlines)
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
-    numeric = _Inferred(lambda: _infer_numeric(stream.peek(SNIFF_BYTES), names, parse))
+    numeric = _Inferred(lambda: _infer_numeric(_sample(stream, quoted=True), names, parse))
 
     def batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
         wanted = {name: pa.string() if name in text else pa.float64() for name in columns}
@@ -680,17 +680,53 @@ def _check_names(label: str, names: list[str]) -> None:
         seen.add(name)
 
 
-def _infer_numeric(block: bytes, names: list[str], parse: pacsv.ParseOptions) -> set[str]:
-    """Numeric columns, by Arrow's type inference over the first block."""
-    sample = block[: _last_boundary(block, len(block), quoted=True) or len(block)]
+def _sample(stream: _Prefixed, quoted: bool) -> bytes:
+    """The input's first SNIFF_BYTES (all of it if shorter) cut at a record boundary; longer where
+    its first record is, up to MAX_RECORD_BYTES (the reader refuses a longer one)."""
+    size = SNIFF_BYTES
+    while True:
+        head = stream.peek(size)
+        if len(head) < size:
+            return head  # the whole input: its last record needs no line break
+        cut = _last_boundary(head, len(head), quoted)
+        if cut > 0 or size > MAX_RECORD_BYTES:
+            return head[: cut or len(head)]
+        size *= 2
+
+
+def _read_csv(
+    data: bytes | memoryview, names: list[str], parse: pacsv.ParseOptions, convert: pacsv.ConvertOptions | None = None
+) -> pa.Table:
+    """Arrow's multi-threaded CSV reader over a copy of `data` in Arrow's memory."""
+
+    def read(buffer: pa.Buffer, block_size: int) -> pa.Table:
+        options = pacsv.ReadOptions(column_names=names, use_threads=True, block_size=block_size)
+        return pacsv.read_csv(pa.BufferReader(buffer), options, parse, convert)
+
+    return _in_blocks(read, data)
+
+
+def _in_blocks(read: Callable[[pa.Buffer, int], pa.Table], data: bytes | memoryview) -> pa.Table:
+    """read(buffer, block_size) over a copy of `data` in Arrow's memory, in Arrow's parallel blocks.
+
+    Arrow refuses a record that spans more than two blocks of PARSE_BLOCK_BYTES ('straddling
+    object'), valid as it is: data holding such a record is parsed again as one block.
+    """
+    buffer = arrow_owned(data)
+    try:
+        return read(buffer, PARSE_BLOCK_BYTES)
+    except pa.ArrowInvalid as exc:
+        if "straddling object" not in str(exc):
+            raise
+        return read(buffer, max(buffer.size, PARSE_BLOCK_BYTES))
+
+
+def _infer_numeric(sample: bytes, names: list[str], parse: pacsv.ParseOptions) -> set[str]:
+    """Numeric columns, by Arrow's type inference over the first records."""
     if not sample:
         return set()
     try:
-        table = pacsv.read_csv(
-            pa.BufferReader(arrow_owned(sample)),
-            read_options=pacsv.ReadOptions(column_names=names),
-            parse_options=parse,
-        )
+        table = _read_csv(sample, names, parse)
     except pa.ArrowInvalid:
         return set()  # the full read will report the exact row
     return {f.name for f in table.schema if is_numeric(f.type) or pa.types.is_null(f.type)}
@@ -708,12 +744,7 @@ def _parse_csv_block(
     # Quoted newlines need Arrow's slower chunker; a block without a quote cannot have one.
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=_quoted_fields(block, block.nbytes))
     try:
-        return pacsv.read_csv(
-            pa.BufferReader(arrow_owned(block)),
-            read_options=pacsv.ReadOptions(column_names=names, use_threads=True, block_size=PARSE_BLOCK_BYTES),
-            parse_options=parse,
-            convert_options=convert,
-        )
+        return _read_csv(block, names, parse, convert)
     except pa.ArrowInvalid as exc:
         raise InputError(f"{label}: {_locate_csv_error(bytes(block), names, parse, types, reader, exc)}") from exc
 
@@ -733,14 +764,10 @@ def _locate_csv_error(
     """
     numeric = [name for name, type_ in types.items() if type_ == pa.float64()]
     try:
-        table = pacsv.read_csv(
-            pa.BufferReader(arrow_owned(block)),
-            read_options=pacsv.ReadOptions(column_names=names),
-            parse_options=parse,
-            convert_options=pacsv.ConvertOptions(
-                include_columns=numeric, column_types=dict.fromkeys(numeric, pa.string()), strings_can_be_null=True
-            ),
+        convert = pacsv.ConvertOptions(
+            include_columns=numeric, column_types=dict.fromkeys(numeric, pa.string()), strings_can_be_null=True
         )
+        table = _read_csv(block, names, parse, convert)
     except pa.ArrowInvalid:
         return _locate_ragged_row(block, names, parse, reader) or _describe(exc)
     failures = [(row, name) for name in numeric if (row := _first_unparsable(table.column(name))) is not None]
@@ -800,13 +827,11 @@ def _locate_ragged_row(block: bytes, names: list[str], parse: pacsv.ParseOptions
 def _open_jsonl(label: str, reader: _TextReader, size: int | None) -> Source:
     import pyarrow.json as pajson
 
-    head = reader.stream.peek(SNIFF_BYTES)
-    if not head.strip():
+    sample = _sample(reader.stream, quoted=False)
+    if not sample.strip():
         raise InputError(f"{label}: the input is empty")
-    whole = len(head) < SNIFF_BYTES  # the head is all there is: its last line needs no newline
-    sample = head if whole else head[: _last_boundary(head, len(head), quoted=False) or len(head)]
     try:
-        schema = pajson.read_json(pa.BufferReader(arrow_owned(sample))).schema
+        schema = _read_json(sample).schema
         names = list(schema.names)
         numeric = _numeric_of(schema) | {f.name for f in schema if pa.types.is_null(f.type)}
     except pa.ArrowInvalid as exc:
@@ -824,7 +849,7 @@ def _open_jsonl(label: str, reader: _TextReader, size: int | None) -> Source:
 
         def parse(block: memoryview) -> pa.Table:
             try:
-                return pajson.read_json(pa.BufferReader(arrow_owned(block)), parse_options=options)
+                return _read_json(block, options)
             except pa.ArrowInvalid as exc:
                 numeric_columns = [name for name in columns if name not in text]
                 where = _locate_json_error(bytes(block), numeric_columns, reader, exc)
@@ -836,6 +861,16 @@ def _open_jsonl(label: str, reader: _TextReader, size: int | None) -> Source:
     source = Source(label, "jsonl", names, numeric, batches, size)
     reader.progress = source.progress
     return source
+
+
+def _read_json(data: bytes | memoryview, parse: Any = None) -> pa.Table:
+    """Arrow's JSON reader over a copy of `data` in Arrow's memory."""
+    import pyarrow.json as pajson
+
+    def read(buffer: pa.Buffer, block_size: int) -> pa.Table:
+        return pajson.read_json(pa.BufferReader(buffer), pajson.ReadOptions(block_size=block_size), parse)
+
+    return _in_blocks(read, data)
 
 
 def _kind(value: Any) -> str:
