@@ -214,6 +214,44 @@ def open_source(spec: str | Path, input_format: str | None = None) -> Source:
         raise InputError(f"{label}: {_describe(exc)}") from exc
 
 
+def open_lazily(spec: str, input_format: str | None = None) -> Source:
+    """open_source for one of many inputs: a file is opened for its header and closed again, and
+    opened anew while its batches are read, so thousands of inputs never hold more than one
+    descriptor each at a time. A stream (standard input, a FIFO) can be read once: it stays open."""
+    probe = open_source(spec, input_format)
+    if spec == "-" or not Path(spec).is_file():
+        return probe
+    probe.close()
+    current: list[Source] = []
+
+    def reopened() -> Source:
+        close()
+        current.append(open_source(spec, input_format))
+        return current[-1]
+
+    def close() -> None:
+        while current:
+            current.pop().close()
+
+    def numeric() -> set[str]:
+        try:
+            return set(reopened().numeric)
+        finally:
+            close()
+
+    def stream(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+        source = reopened()
+        source.progress.extend(lazy.progress)
+        try:
+            yield from source.stream_batches(columns, text, chunk_rows)
+        finally:
+            close()
+
+    known = probe.numeric if probe.format in TYPED_FORMATS else _Inferred(numeric)  # text: inferred when asked
+    lazy = Source(probe.label, probe.format, probe.columns, known, stream, probe.size, probe.types, close=close)
+    return lazy
+
+
 def expand_inputs(inputs: Sequence[str]) -> list[str]:
     """Paths as given; a directory becomes its data files, a glob pattern its matches (both sorted)."""
     files: list[str] = []

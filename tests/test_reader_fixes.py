@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import resource
+import subprocess
 
 import pytest
 
@@ -149,3 +151,24 @@ def test_a_json_lines_record_over_1_mib_is_read(smoothl1_command, tmp_path, long
     for pred in (["-p", "model"], []):
         value = quiet_value(run_command(smoothl1_command, "eval", path, "-t", "y", *pred, "-q"))
         assert value == pytest.approx(expected, rel=1e-12)
+
+
+def test_more_inputs_than_open_files_allowed(smoothl1_command, tmp_path) -> None:
+    """Found: more than about 1,000 inputs failed with 'Too many open files' (all were opened up
+    front and held); now each is opened for its header and again while it is read."""
+    pred, target = [float(i % 5) for i in range(1200)], [float(i % 3) for i in range(1200)]
+    for i, (p, t) in enumerate(zip(pred, target, strict=True)):
+        (tmp_path / f"part{i:04d}.csv").write_text(f"y,model\n{t},{p}\n")
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    for inputs in ([str(tmp_path)], [str(tmp_path / "part*.csv")]):
+        result = subprocess.run(
+            [*smoothl1_command, "eval", *inputs, "-t", "y", "-q"],
+            capture_output=True,
+            preexec_fn=few_descriptors,
+            timeout=120,
+            check=False,
+        )
+        assert quiet_value(result) == pytest.approx(reference_mean(pred, target), rel=1e-12)
