@@ -9,6 +9,7 @@ batch by batch. Every Arrow failure becomes an InputError that names the input.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import glob
 import io
 import json
@@ -263,13 +264,52 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
                 raise InputError(f"{spec}: no data files in this directory (known endings: {', '.join(EXTENSIONS)})")
             files += found
         elif spec != "-" and not path.exists() and any(char in spec for char in "*?["):
-            found = sorted(p for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+            found = sorted({p for p in _glob(spec) if Path(p).is_file()})
             if not found:
                 raise InputError(f"{spec}: no files match this pattern")
             files += found
         else:
             files.append(spec)
     return files
+
+
+def _glob(pattern: str) -> Iterator[str]:
+    """glob.glob(pattern, recursive=True), except that `**` does not descend into symbolic links to
+    directories (pathlib's default since Python 3.13): a link up the tree listed the same files
+    again and again (40 times, to the kernel's limit), and two such links never ended."""
+    parts = pattern.split(os.sep)
+    first = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    base = os.sep.join(parts[:first]) or (os.sep if pattern.startswith(os.sep) else "")
+    return _matches(base, parts[first:])
+
+
+def _matches(base: str, parts: list[str]) -> Iterator[str]:
+    """The paths under directory `base` (or the current one) that match the pattern's `parts`."""
+    if not parts:
+        yield base
+        return
+    part, rest = parts[0], parts[1:]
+    if not glob.has_magic(part):
+        path = os.path.join(base, part)
+        if os.path.isdir(path) if rest else os.path.lexists(path):
+            yield from _matches(path, rest)
+        return
+    try:
+        with os.scandir(base or os.curdir) as scan:
+            entries = [entry for entry in scan if part.startswith(".") or not entry.name.startswith(".")]
+    except OSError:
+        return
+    if part == "**":  # this directory, and every one below it that is no link
+        yield from _matches(base, rest)
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _matches(os.path.join(base, entry.name), parts)
+            elif not rest:
+                yield os.path.join(base, entry.name)
+        return
+    for entry in entries:
+        if fnmatch.fnmatch(entry.name, part):
+            yield from _matches(os.path.join(base, entry.name), rest)
 
 
 def _is_data_file(path: Path) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import resource
 import subprocess
 
@@ -172,3 +173,26 @@ def test_more_inputs_than_open_files_allowed(smoothl1_command, tmp_path) -> None
             check=False,
         )
         assert quiet_value(result) == pytest.approx(reference_mean(pred, target), rel=1e-12)
+
+
+# --- 13.7: recursive globs and symbolic links -----------------------------------------------------
+
+
+@pytest.mark.parametrize("links", [["sub/l1"], ["l1", "l2"]])
+def test_a_recursive_glob_reads_each_file_once_through_link_loops(smoothl1_command, tmp_path, links) -> None:
+    """Found: 'd/**/*.csv' with d/sub/l1 -> . read one file 41 times (exit 0, wrong sum); two such
+    links never ended. `**` does not descend into links to directories."""
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "a.csv").write_text("y,model\n1,2\n")
+    (tmp_path / "d" / "sub" / "b.csv").write_text("y,model\n1,4\n3,3\n")
+    for link in links:
+        (tmp_path / "d" / link).symlink_to(".")
+    pattern = str(tmp_path / "d" / "**" / "*.csv")
+    result = run_command(smoothl1_command, "eval", pattern, "-t", "y", "-f", "json", "--reduction", "sum", timeout=20)
+    assert result.returncode == 0, result.stderr.decode()
+    report = json.loads(result.stdout)
+    assert [entry["path"] for entry in report["inputs"]] == [
+        str(tmp_path / "d" / "a.csv"),
+        str(tmp_path / "d" / "sub" / "b.csv"),
+    ]
+    assert report["results"][0]["value"] == math.fsum([0.5, 2.5, 0.0])
