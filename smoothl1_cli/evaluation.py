@@ -587,7 +587,7 @@ def _pieces(
         try:
             for batch in source.batches(plan.columns, text, chunk_rows):
                 for name in plan.numeric:
-                    if f"int:{name}" not in notes and beyond_exact_integers(batch.column(name)):
+                    if f"int:{name}" not in notes and beyond_exact_integers(batch, name):
                         notes[f"int:{name}"] = (
                             f"{source.label}: column '{name}' holds integers beyond 2**53, which float64 (and so "
                             "PyTorch's float64) rounds; the losses are of the rounded values"

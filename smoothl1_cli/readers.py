@@ -109,8 +109,16 @@ def to_float64(array: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
     return to_float64(pc.cast(array, pa.float64(), safe=False))
 
 
-def beyond_exact_integers(array: pa.Array | pa.ChunkedArray) -> bool:
-    """Whether an integer column holds a value that float64 cannot represent exactly (|v| > 2**53)."""
+ROUNDED_INTEGERS = b"smoothl1:integers beyond 2**53"  # field metadata: text held such integers
+
+
+def beyond_exact_integers(batch: pa.RecordBatch, name: str) -> bool:
+    """Whether column `name` holds an integer that float64 cannot represent exactly (|v| > 2**53):
+    in an integer column, or in text that the reader parsed to float64 (and marked so)."""
+    metadata = batch.schema.field(name).metadata
+    if metadata and ROUNDED_INTEGERS in metadata:
+        return True
+    array = batch.column(name)
     if not pa.types.is_integer(array.type) or array.type.bit_width < 54 or len(array) == 0:
         return False
     import pyarrow.compute as pc
@@ -800,14 +808,14 @@ def _in_blocks(read: Callable[[pa.Buffer, int], pa.Table], data: bytes | memoryv
 
 
 def _infer_numeric(sample: bytes, names: list[str], parse: pacsv.ParseOptions) -> set[str]:
-    """Numeric columns, by Arrow's type inference over the first records."""
+    """Numeric columns, by Arrow's type inference over the first records (all-empty: not numeric)."""
     if not sample:
         return set()
     try:
         table = _read_csv(sample, names, parse)
     except pa.ArrowInvalid:
         return set()  # the full read will report the exact row
-    return {f.name for f in table.schema if is_numeric(f.type) or pa.types.is_null(f.type)}
+    return _numeric_of(table.schema)  # an all-empty column is no prediction (nor is an all-null Parquet one)
 
 
 def _parse_csv_block(
@@ -822,9 +830,40 @@ def _parse_csv_block(
     # Quoted newlines need Arrow's slower chunker; a block without a quote cannot have one.
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=_quoted_fields(block, block.nbytes))
     try:
-        return _read_csv(block, names, parse, convert)
+        table = _read_csv(block, names, parse, convert)
     except pa.ArrowInvalid as exc:
         raise InputError(f"{label}: {_locate_csv_error(bytes(block), names, parse, types, reader, exc)}") from exc
+
+    def tokens(name: str, rows: np.ndarray[Any, Any]) -> list[Any]:
+        as_text = pacsv.ConvertOptions(include_columns=[name], column_types={name: pa.string()})
+        return list(_read_csv(block, names, parse, as_text).column(name).take(rows).to_pylist())
+
+    return _mark_rounded_integers(table, tokens)
+
+
+_INTEGER_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+
+def _mark_rounded_integers(table: pa.Table, values_at: Callable[[str, np.ndarray[Any, Any]], list[Any]]) -> pa.Table:
+    """`table` with ROUNDED_INTEGERS on each float64 field whose input held an integer beyond 2**53:
+    the warning an int64 Parquet column gets, on every format. Only a value of magnitude 2**53 or
+    more can have been one, so the input's values (`values_at(name, rows)`: text, or JSON's
+    numbers) are looked at only there."""
+    for index, field_ in enumerate(table.schema):
+        if field_.type != pa.float64():
+            continue
+        with np.errstate(invalid="ignore"):
+            rows = np.flatnonzero(np.abs(to_float64(table.column(index))) >= 2.0**53)
+        if rows.size and any(_beyond_2_53(value) for value in values_at(field_.name, rows)):
+            marked = field_.with_metadata({ROUNDED_INTEGERS: b"1"})
+            table = table.set_column(index, marked, table.column(index))
+    return table
+
+
+def _beyond_2_53(value: Any) -> bool:
+    if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value):
+        value = int(value)
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53
 
 
 def _locate_csv_error(
@@ -911,7 +950,7 @@ def _open_jsonl(label: str, reader: _TextReader, size: int | None) -> Source:
     try:
         schema = _read_json(sample).schema
         names = list(schema.names)
-        numeric = _numeric_of(schema) | {f.name for f in schema if pa.types.is_null(f.type)}
+        numeric = _numeric_of(schema)
     except pa.ArrowInvalid as exc:
         raise InputError(f"{label}: {_locate_json_error(sample, [], reader, exc)}") from exc
     except UnicodeDecodeError as exc:
@@ -927,11 +966,17 @@ def _open_jsonl(label: str, reader: _TextReader, size: int | None) -> Source:
 
         def parse(block: memoryview) -> pa.Table:
             try:
-                return _read_json(block, options)
+                table = _read_json(block, options)
             except pa.ArrowInvalid as exc:
                 numeric_columns = [name for name in columns if name not in text]
                 where = _locate_json_error(bytes(block), numeric_columns, reader, exc)
                 raise InputError(f"{label}: {where}") from exc
+
+            def numbers(name: str, rows: np.ndarray[Any, Any]) -> list[Any]:
+                lines = [line for line in bytes(block).split(b"\n") if line.strip()]  # a row each
+                return [json.loads(lines[row]).get(name) for row in rows]
+
+            return _mark_rounded_integers(table, numbers)
 
         for table in reader.parsed(parse):
             yield from table.select(columns).to_batches()

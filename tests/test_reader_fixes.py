@@ -13,6 +13,7 @@ import math
 import resource
 import subprocess
 
+import pyarrow as pa
 import pytest
 
 from smoothl1_cli import readers
@@ -196,3 +197,48 @@ def test_a_recursive_glob_reads_each_file_once_through_link_loops(smoothl1_comma
         str(tmp_path / "d" / "sub" / "b.csv"),
     ]
     assert report["results"][0]["value"] == math.fsum([0.5, 2.5, 0.0])
+
+
+# --- 13.10 / 8.3: formats that disagreed -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_an_all_empty_column_is_not_a_default_prediction(smoothl1_command, write_table, fmt) -> None:
+    """Found: an all-empty CSV column counted as numeric, was picked as a prediction and failed the
+    run as NaN; its Parquet copy (an all-null column) was left out."""
+    path = write_table(fmt, y=[1.0, 1.0], model=[2.0, 3.0], empty=pa.nulls(2))
+    result = run_command(smoothl1_command, "eval", path, "-t", "y", "-f", "json")
+    assert result.returncode == 0, result.stderr.decode()
+    report = json.loads(result.stdout)
+    assert [r["pred"] for r in report["results"]] == ["model"]
+    assert report["results"][0]["value"] == reference_mean([2.0, 3.0], [1.0, 1.0])
+
+
+BEYOND = 2**53 + 1
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "csv.gz", "parquet"])
+@pytest.mark.parametrize("column", ["y", "model"])
+def test_integers_beyond_2_53_are_reported_on_every_format(smoothl1_command, write_table, fmt, column) -> None:
+    """Found: CSV and JSON Lines rounded them silently, while int64 Parquet warned."""
+    columns = {"y": pa.array([1, 2, 3], pa.int64()), "model": pa.array([2, 2, 2], pa.int64())}
+    columns[column] = pa.array([3, -BEYOND, 5], pa.int64())
+    path = write_table(fmt, **columns)
+    result = run_command(smoothl1_command, "eval", path, "-t", "y", "-p", "model", "-f", "json")
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads(result.stdout)["warnings"] == [
+        f"{path}: column '{column}' holds integers beyond 2**53, which float64 (and so PyTorch's float64) rounds; "
+        "the losses are of the rounded values"
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_large_decimals_and_exact_integers_in_text_are_not_reported(smoothl1_command, write_table, fmt) -> None:
+    """Only an integer written beyond 2**53 warns: 2**53 itself, 1e17 and 9007199254740993.0 are
+    decimals like any other (or exact)."""
+    path = write_table(fmt, y=pa.array([2.0**53, 1e17, 9007199254740993.0]), model=[2.0**53, 1.0, 2.0])
+    if fmt == "csv":
+        path.write_text("y,model\n9007199254740992,9007199254740992\n1e17,1\n9007199254740993.0,2\n")
+    result = run_command(smoothl1_command, "eval", path, "-t", "y", "-p", "model", "-f", "json")
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads(result.stdout).get("warnings", []) == []
