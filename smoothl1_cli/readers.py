@@ -93,7 +93,8 @@ def to_float64(array: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
     """A float64 NumPy view or copy of a numeric Arrow array, nulls as NaN.
 
     Plain floats and integers go straight from Arrow's buffers (no pyarrow.compute, which costs
-    start-up time, and no to_numpy(), which can import pandas); other numeric types are cast.
+    start-up time, and no to_numpy(), which can import pandas); other numeric types are cast, and
+    so is text (a numeric column that is also --id or --group-by is read as text), trimmed first.
     """
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
@@ -106,6 +107,8 @@ def to_float64(array: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
         return values
     import pyarrow.compute as pc
 
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        array = pc.utf8_trim_whitespace(array)  # ' 7' is 7, as Arrow's CSV reader reads numbers
     return to_float64(pc.cast(array, pa.float64(), safe=False))
 
 

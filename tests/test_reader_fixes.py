@@ -242,3 +242,19 @@ def test_large_decimals_and_exact_integers_in_text_are_not_reported(smoothl1_com
     result = run_command(smoothl1_command, "eval", path, "-t", "y", "-p", "model", "-f", "json")
     assert result.returncode == 0, result.stderr.decode()
     assert json.loads(result.stdout).get("warnings", []) == []
+
+
+# --- 13.5 / 8.3: a numeric column that is also a label ------------------------------------------
+
+
+@pytest.mark.parametrize("option", [["--id", "y"], ["--group-by", "y"], ["--id", "model", "--group-by", "y"]])
+def test_a_padded_numeric_column_can_also_be_id_or_group(smoothl1_command, tmp_path, option) -> None:
+    """Found: exit 3 ("Failed to parse string: ' 1' as a scalar of type double"): a column named by
+    --id or --group-by is read as text, and text was cast to float64 without the trimming that
+    Arrow's CSV reader gives numbers."""
+    data = b"y,model\n 1,2\n1 ,3\n\t2,2.5\n"
+    path = tmp_path / "padded.csv"
+    path.write_bytes(data)
+    result = run_command(smoothl1_command, "eval", path, "-t", "y", "-p", "model", *option, "-f", "json")
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads(result.stdout)["results"][0]["value"] == reference_mean([2.0, 3.0, 2.5], [1.0, 1.0, 2.0])
