@@ -190,7 +190,7 @@ def plan_columns(source: Source, options: Options) -> Plan:
 
 
 def _find_column(source: Source, name: str, role: str) -> str:
-    if name in source.columns:
+    if source.has_column(name):
         return name
     shown = ", ".join(source.columns[:20]) + (
         f", ... ({len(source.columns)} in all)" if len(source.columns) > 20 else ""

@@ -8,6 +8,7 @@ batch by batch. Every Arrow failure becomes an InputError that names the input.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fnmatch
 import glob
@@ -175,6 +176,15 @@ class Source:
     types: dict[str, str] = field(default_factory=dict)  # Arrow type names, where the format has a schema
     progress: list[_ProgressFn] = field(default_factory=list)
     close: Callable[[], None] = lambda: None
+    later_key: Callable[[str], bool] = lambda name: False  # JSON Lines: a key first seen after the sample
+
+    def has_column(self, name: str) -> bool:
+        """Whether the input has column `name`. The columns of JSON Lines are the keys of its first
+        MiB; a key that first appears later is looked for in the rest of the file when a column
+        is named, and joins the columns if found."""
+        if name not in self.columns and self.later_key(name):
+            self.columns.append(name)
+        return name in self.columns
 
     def batches(self, columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
         """Record batches of exactly `columns`, in order; delimited text parses all but `text` as float64.
@@ -215,7 +225,7 @@ def open_source(spec: str | Path, input_format: str | None = None) -> Source:
         count_lines = (
             _pread_counter(raw.fileno()) if codec is None else _newline_counter(lambda: _file_stream(path, codec))
         )
-        return _open_stream(label, _Prefixed(raw), fmt, size, count_lines)
+        return _open_stream(label, _Prefixed(raw), fmt, size, count_lines, lambda: _file_stream(path, codec))
     except FileNotFoundError as exc:
         raise InputError(f"{label}: no such file") from exc
     except PermissionError as exc:
@@ -260,7 +270,8 @@ def open_lazily(spec: str, input_format: str | None = None) -> Source:
             close()
 
     known = probe.numeric if probe.format in TYPED_FORMATS else _Inferred(numeric)  # text: inferred when asked
-    lazy = Source(probe.label, probe.format, probe.columns, known, stream, probe.size, probe.types, close=close)
+    lazy = Source(probe.label, probe.format, probe.columns, known, stream, probe.size, probe.types)
+    lazy.close, lazy.later_key = close, probe.later_key  # (probe's later_key reads the file anew)
     return lazy
 
 
@@ -402,7 +413,12 @@ def _file_stream(path: Path, codec: str | None) -> Any:
 
 
 def _open_stream(
-    label: str, stream: _Prefixed, fmt: str | None, size: int | None, count_lines: Callable[[int], int | None] | None
+    label: str,
+    stream: _Prefixed,
+    fmt: str | None,
+    size: int | None,
+    count_lines: Callable[[int], int | None] | None,
+    open_again: Callable[[], IO[bytes]] | None = None,
 ) -> Source:
     """Text, or anything arriving as a stream (already decompressed): sniff the format if needed."""
     try:
@@ -414,7 +430,8 @@ def _open_stream(
             with stream:
                 return _open_random_access(label, pa.BufferReader(arrow_owned(stream.read())), fmt, size)
         if fmt == "jsonl":
-            source = _open_jsonl(label, _TextReader(label, stream, quoted=False, count_lines=count_lines), size)
+            reader = _TextReader(label, stream, quoted=False, count_lines=count_lines)
+            source = _open_jsonl(label, reader, size, open_again)
         else:
             source = _open_delimited(label, stream, fmt, size, count_lines)
     except BaseException:
@@ -944,7 +961,9 @@ def _locate_ragged_row(block: bytes, names: list[str], parse: pacsv.ParseOptions
     return None
 
 
-def _open_jsonl(label: str, reader: _TextReader, size: int | None) -> Source:
+def _open_jsonl(
+    label: str, reader: _TextReader, size: int | None, open_again: Callable[[], IO[bytes]] | None
+) -> Source:
     import pyarrow.json as pajson
 
     sample = _sample(reader.stream, quoted=False)
@@ -960,7 +979,11 @@ def _open_jsonl(label: str, reader: _TextReader, size: int | None) -> Source:
         raise InputError(f"{label}: a key is not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
 
     def as_read(name: str) -> pa.DataType:  # a label column keeps its JSON type (an id may be a number)
-        inferred = schema.field(name).type if name in names else pa.null()
+        if name in schema.names:
+            inferred = schema.field(name).type
+        else:  # a key first seen after the sample: typed by its first line
+            found = _key_type(label, open_again, name) if open_again is not None else None
+            inferred = pa.null() if found is None else found
         return pa.string() if pa.types.is_null(inferred) else inferred
 
     def batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
@@ -985,8 +1008,29 @@ def _open_jsonl(label: str, reader: _TextReader, size: int | None) -> Source:
             yield from table.select(columns).to_batches()
 
     source = Source(label, "jsonl", names, numeric, batches, size)
+    if open_again is not None and len(sample) < len(reader.stream.peek(len(sample) + 1)):  # more than the sample
+        source.later_key = lambda name: _key_type(label, open_again, name) is not None
     reader.progress = source.progress
     return source
+
+
+def _key_type(label: str, open_again: Callable[[], IO[bytes]], name: str) -> pa.DataType | None:
+    """The type Arrow gives key `name` on the first line of the input (read again) that has it;
+    None if none has. A search for the quoted key, each line it is found in parsed to make sure."""
+    needle = json.dumps(name, ensure_ascii=False).encode()
+    with _Prefixed(open_again()) as stream:
+        for block in _TextReader(label, stream, quoted=False).blocks():
+            data = bytes(block)
+            hit = data.find(needle)
+            while hit >= 0:
+                start, end = data.rfind(b"\n", 0, hit) + 1, data.find(b"\n", hit)
+                end = len(data) if end < 0 else end
+                with contextlib.suppress(ValueError):
+                    record = json.loads(data[start:end])
+                    if isinstance(record, dict) and name in record:
+                        return _read_json(data[start:end]).schema.field(name).type
+                hit = data.find(needle, end)
+    return None
 
 
 def _read_json(data: bytes | memoryview, parse: Any = None) -> pa.Table:

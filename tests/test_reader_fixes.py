@@ -258,3 +258,49 @@ def test_a_padded_numeric_column_can_also_be_id_or_group(smoothl1_command, tmp_p
     result = run_command(smoothl1_command, "eval", path, "-t", "y", "-p", "model", *option, "-f", "json")
     assert result.returncode == 0, result.stderr.decode()
     assert json.loads(result.stdout)["results"][0]["value"] == reference_mean([2.0, 3.0, 2.5], [1.0, 1.0, 2.0])
+
+
+def late_key_lines() -> tuple[str, list[dict[str, object]]]:
+    """Over 1 MiB of lines with keys y and model, then lines that add key 'late' (a number)."""
+    early = [{"y": i % 3, "model": i % 5, "note": "x" * 40} for i in range(25_000)]
+    late = [{"y": 1, "model": 100, "late": 4.5, "note": "a"}, {"y": 2, "late": 2}]  # model 100: the worst row
+    records = early + late
+    return "".join(json.dumps(record) + "\n" for record in records), records
+
+
+def test_a_json_lines_key_first_seen_after_1_mib_is_found_when_named(smoothl1_command, tmp_path) -> None:
+    """Found: 'not found' (the columns were the keys of the first MiB only). A named column that
+    the sample lacks is now looked for in the rest of the file; rows without it are missing."""
+    text, records = late_key_lines()
+    path = tmp_path / "late.jsonl"
+    path.write_text(text)
+    assert len(text) > 1.5 * MB
+    result = run_command(smoothl1_command, "eval", path, "-t", "y", "-p", "late", "--nan-policy", "omit", "-f", "json")
+    assert result.returncode == 0, result.stderr.decode()
+    report = json.loads(result.stdout)
+    with_late = [r for r in records if "late" in r]
+    expected = reference_mean([float(r["late"]) for r in with_late], [float(r["y"]) for r in with_late])
+    assert report["results"][0]["value"] == expected
+    assert report["results"][0]["omitted"] == len(records) - 2
+    missing = run_command(smoothl1_command, "eval", path, "-t", "y", "-p", "late")
+    assert "column 'late'" in exit_2_line(missing)  # the early rows lack it: missing values, by row
+
+
+def test_a_json_lines_key_first_seen_after_1_mib_can_be_the_id(smoothl1_command, tmp_path) -> None:
+    text, records = late_key_lines()
+    path = tmp_path / "late.jsonl"
+    path.write_text(text)
+    result = run_command(
+        smoothl1_command, "eval", path, "-t", "y", "-p", "model", "--id", "late", "--nan-policy", "omit", "-f", "json"
+    )  # (the last line has no 'model')
+    assert result.returncode == 0, result.stderr.decode()
+    worst = json.loads(result.stdout)["worst_rows"]
+    assert (worst[0]["row"], worst[0]["id"]) == (len(records) - 2, 4.5)
+    assert all(row["id"] is None for row in worst[1:])  # early rows have no 'late'
+
+
+def test_on_standard_input_only_the_first_mib_gives_columns(smoothl1_command) -> None:
+    """A stream cannot be read again to look for a key: the README says so, and so does the error."""
+    text, _ = late_key_lines()
+    result = run_command(smoothl1_command, "eval", "-", "-t", "y", "-p", "late", stdin=text.encode())
+    assert "pred column 'late' not found" in exit_2_line(result)
