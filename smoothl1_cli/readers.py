@@ -872,9 +872,11 @@ def _mark_rounded_integers(table: pa.Table, values_at: Callable[[str, np.ndarray
     for index, field_ in enumerate(table.schema):
         if field_.type != pa.float64():
             continue
-        with np.errstate(invalid="ignore"):
-            rows = np.flatnonzero(np.abs(to_float64(table.column(index))) >= 2.0**53)
-        if rows.size and any(_beyond_2_53(value) for value in values_at(field_.name, rows)):
+        chunks = [to_float64(chunk) for chunk in table.column(index).chunks]  # views, where no value is null
+        if not any(c.size and (np.fmax.reduce(c) >= 2.0**53 or np.fmin.reduce(c) <= -(2.0**53)) for c in chunks):
+            continue  # (fmax and fmin skip NaN)
+        rows = np.flatnonzero(np.abs(np.concatenate(chunks)) >= 2.0**53)
+        if any(_beyond_2_53(value) for value in values_at(field_.name, rows)):
             marked = field_.with_metadata({ROUNDED_INTEGERS: b"1"})
             table = table.set_column(index, marked, table.column(index))
     return table
