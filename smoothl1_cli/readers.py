@@ -654,12 +654,12 @@ def _newline_counter(open_again: Callable[[], IO[bytes]]) -> Callable[[int], int
     return count
 
 
+_SEPARATORS = np.isin(np.arange(256), list(b",\t;\n\r"))  # by byte value: one lookup, not five comparisons
+
+
 def _field_starts(buffer: np.ndarray[Any, Any], positions: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """Which positions begin a field: the block's first byte, or one after a separator or line break."""
-    before = buffer[np.maximum(positions - 1, 0)]
-    starts: np.ndarray[Any, Any] = positions == 0
-    for separator in b",\t;\n\r":
-        starts |= before == separator
+    starts: np.ndarray[Any, Any] = _SEPARATORS[buffer[positions - 1]] | (positions == 0)  # (-1: the last byte)
     return starts
 
 
