@@ -588,14 +588,14 @@ class _TextReader:
             carry = bytes(view[cut:end])
             yield view[:cut]
 
-    def _too_long(self, buffer: bytearray, end: int) -> str:
+    def _too_long(self, buffer: bytes | bytearray, end: int) -> str:
         lines = self.lines_before
         unclosed = self.quoted and buffer.find(b'"', 0, end) >= 0
         return (
             f"{self.label}: {'a line' if lines is None else f'line {lines + 1}'} is longer than "
             f"{MAX_RECORD_BYTES >> 20} MiB without a line break"
             + (" outside quotes (an unclosed quote?)" if unclosed else "")
-            + "; is this really delimited text?"
+            + f"; is this really {'delimited text' if self.quoted else 'JSON Lines'}?"
         )
 
     def parsed(self, parse: Callable[[memoryview], pa.Table]) -> Iterator[pa.Table]:
@@ -758,7 +758,7 @@ def _open_delimited(
     _check_names(label, names)
     reader = _TextReader(label, stream, True, header_bytes, 0, count_lines, header_newlines)
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
-    numeric = _Inferred(lambda: _infer_numeric(_sample(stream, quoted=True), names, parse))
+    numeric = _Inferred(lambda: _infer_numeric(_sample(reader), names, parse))
 
     def batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
         wanted = {name: pa.string() if name in text else pa.float64() for name in columns}
@@ -786,18 +786,20 @@ def _check_names(label: str, names: list[str]) -> None:
         seen.add(name)
 
 
-def _sample(stream: _Prefixed, quoted: bool) -> bytes:
+def _sample(reader: _TextReader) -> bytes:
     """The input's first SNIFF_BYTES (all of it if shorter) cut at a record boundary; longer where
-    its first record is, up to MAX_RECORD_BYTES (the reader refuses a longer one)."""
+    its first record is, up to MAX_RECORD_BYTES (a longer one is refused, as the reader would)."""
     size = SNIFF_BYTES
     while True:
-        head = stream.peek(size)
+        head = reader.stream.peek(size)
         if len(head) < size:
             return head  # the whole input: its last record needs no line break
-        cut = _last_boundary(head, len(head), quoted)
-        if cut > 0 or size > MAX_RECORD_BYTES:
-            return head[: cut or len(head)]
-        size *= 2
+        cut = _last_boundary(head, len(head), reader.quoted)
+        if cut > 0:
+            return head[:cut]
+        if size > MAX_RECORD_BYTES:
+            raise InputError(reader._too_long(head, len(head)))
+        size = min(size * 2, MAX_RECORD_BYTES + 1)
 
 
 def _read_csv(
@@ -968,7 +970,7 @@ def _open_jsonl(
 ) -> Source:
     import pyarrow.json as pajson
 
-    sample = _sample(reader.stream, quoted=False)
+    sample = _sample(reader)
     if not sample.strip():
         raise InputError(f"{label}: the input is empty")
     try:

@@ -84,11 +84,11 @@ def test_escaped_quotes_across_blocks_match_pythons_csv(smoothl1_command, tmp_pa
     assert value == pytest.approx(csv_reference(data), rel=1e-12)
 
 
-def refused(smoothl1_command, tmp_path, data: bytes) -> tuple[str, float]:  # type: ignore[no-untyped-def]
-    """The error line and peak RSS (MB) of refusing a CSV file holding `data`."""
-    path = tmp_path / "refused.csv"
+def refused(smoothl1_command, tmp_path, data: bytes, name: str = "refused.csv", *options: str) -> tuple[str, float]:  # type: ignore[no-untyped-def]
+    """The error line and peak RSS (MB) of refusing a file holding `data` (`-p pred` unless `options`)."""
+    path = tmp_path / name
     path.write_bytes(data)
-    run = measure([*smoothl1_command, "eval", str(path), "-t", "y", "-p", "pred"], 60)
+    run = measure([*smoothl1_command, "eval", str(path), "-t", "y", *(options or ("-p", "pred"))], 60)
     assert run.code == 2, run.stderr.decode()
     return one_error_line(run.stderr), run.rss_mb
 
@@ -314,3 +314,20 @@ def test_on_standard_input_only_the_first_mib_gives_columns(smoothl1_command) ->
     text, _ = late_key_lines()
     result = run_command(smoothl1_command, "eval", "-", "-t", "y", "-p", "late", stdin=text.encode())
     assert "pred column 'late' not found" in exit_2_line(result)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("first.csv", b"y,model\n1," + b"2" * RECORD + b"\n", "line 2 is longer than 64 MiB"),
+        ("first.jsonl", b'{"y": 1, "model": "' + b"2" * RECORD + b'"}\n', "line 1 is longer than 64 MiB"),
+    ],
+)
+def test_a_first_record_over_64_mib_is_refused_while_sampling(smoothl1_command, tmp_path, name, data, message) -> None:
+    """The sample for type inference (CSV) and the JSON Lines schema grows with a long first record;
+    past 64 MiB it is refused as the reader would (found: 920 MB to refuse 200 MiB in CSV, and
+    'not valid JSON' for JSON Lines), with no more memory than a plain long line."""
+    _, plain = refused(smoothl1_command, tmp_path, b"y,pred\n1," + b"2" * RECORD)
+    line, rss = refused(smoothl1_command, tmp_path, data, name, "--loss", "smooth_l1")  # the default pred: inferred
+    assert message in line
+    assert rss < 1.3 * plain, (rss, plain)
