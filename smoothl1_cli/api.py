@@ -152,8 +152,9 @@ def _sources(source: Any, input_format: str | None) -> list[Any]:
 
 def open_all(paths: Sequence[str], input_format: str | None) -> list[Any]:
     """Open every input (directories and globs expanded) before reading any, so a missing file or
-    a file whose columns differ is reported before work starts."""
-    from smoothl1_cli.readers import expand_inputs, open_source
+    a file whose columns differ is reported before work starts; files are read for their headers
+    and opened again when streamed, so any number of them can be inputs."""
+    from smoothl1_cli.readers import expand_inputs, open_lazily
 
     files = expand_inputs(paths)
     if files.count("-") > 1:
@@ -161,7 +162,7 @@ def open_all(paths: Sequence[str], input_format: str | None) -> list[Any]:
     opened: list[Any] = []
     try:
         for path in files:
-            opened.append(open_source(path, input_format))
+            opened.append(open_lazily(path, input_format))
             _check_same_columns(opened[0], opened[-1])
     except BaseException:
         for source in opened:

@@ -218,7 +218,7 @@ def _find_column(source: Source, name: str, role: str) -> str:
             f"{source.label}: column '{name}' appears {source.columns.count(name)} times in the input; "
             "rename the copies so that each column has its own name"
         )
-    if name in source.columns:
+    if source.has_column(name):
         return name
     shown = ", ".join(source.columns[:20]) + (
         f", ... ({len(source.columns)} in all)" if len(source.columns) > 20 else ""
@@ -669,7 +669,7 @@ def _pieces(
         try:
             for batch in source.batches(plan.columns, text, chunk_rows):
                 for name in plan.numeric:
-                    if f"int:{name}" not in notes and beyond_exact_integers(batch.column(name)):
+                    if f"int:{name}" not in notes and beyond_exact_integers(batch, name):
                         notes[f"int:{name}"] = (
                             f"{source.label}: column '{name}' holds integers beyond 2**53, which float64 (and so "
                             "PyTorch's float64) rounds; the losses are of the rounded values"

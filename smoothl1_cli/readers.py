@@ -8,7 +8,9 @@ batch by batch. Every Arrow failure becomes an InputError that names the input.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fnmatch
 import glob
 import io
 import json
@@ -92,7 +94,8 @@ def to_float64(array: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
     """A float64 NumPy view or copy of a numeric Arrow array, nulls as NaN.
 
     Plain floats and integers go straight from Arrow's buffers (no pyarrow.compute, which costs
-    start-up time, and no to_numpy(), which can import pandas); other numeric types are cast.
+    start-up time, and no to_numpy(), which can import pandas); other numeric types are cast, and
+    so is text (a numeric column that is also --id or --group-by is read as text), trimmed first.
     """
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
@@ -105,11 +108,21 @@ def to_float64(array: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
         return values
     import pyarrow.compute as pc
 
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        array = pc.utf8_trim_whitespace(array)  # ' 7' is 7, as Arrow's CSV reader reads numbers
     return to_float64(pc.cast(array, pa.float64(), safe=False))
 
 
-def beyond_exact_integers(array: pa.Array | pa.ChunkedArray) -> bool:
-    """Whether an integer column holds a value that float64 cannot represent exactly (|v| > 2**53)."""
+ROUNDED_INTEGERS = b"smoothl1:integers beyond 2**53"  # field metadata: text held such integers
+
+
+def beyond_exact_integers(batch: pa.RecordBatch, name: str) -> bool:
+    """Whether column `name` holds an integer that float64 cannot represent exactly (|v| > 2**53):
+    in an integer column, or in text that the reader parsed to float64 (and marked so)."""
+    metadata = batch.schema.field(name).metadata
+    if metadata and ROUNDED_INTEGERS in metadata:
+        return True
+    array = batch.column(name)
     if not pa.types.is_integer(array.type) or array.type.bit_width < 54 or len(array) == 0:
         return False
     import pyarrow.compute as pc
@@ -163,6 +176,15 @@ class Source:
     types: dict[str, str] = field(default_factory=dict)  # Arrow type names, where the format has a schema
     progress: list[_ProgressFn] = field(default_factory=list)
     close: Callable[[], None] = lambda: None
+    later_key: Callable[[str], bool] = lambda name: False  # JSON Lines: a key first seen after the sample
+
+    def has_column(self, name: str) -> bool:
+        """Whether the input has column `name`. The columns of JSON Lines are the keys of its first
+        MiB; a key that first appears later is looked for in the rest of the file when a column
+        is named, and joins the columns if found."""
+        if name not in self.columns and self.later_key(name):
+            self.columns.append(name)
+        return name in self.columns
 
     def batches(self, columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
         """Record batches of exactly `columns`, in order; delimited text parses all but `text` as float64.
@@ -203,7 +225,7 @@ def open_source(spec: str | Path, input_format: str | None = None) -> Source:
         count_lines = (
             _pread_counter(raw.fileno()) if codec is None else _newline_counter(lambda: _file_stream(path, codec))
         )
-        return _open_stream(label, _Prefixed(raw), fmt, size, count_lines)
+        return _open_stream(label, _Prefixed(raw), fmt, size, count_lines, lambda: _file_stream(path, codec))
     except FileNotFoundError as exc:
         raise InputError(f"{label}: no such file") from exc
     except PermissionError as exc:
@@ -212,6 +234,45 @@ def open_source(spec: str | Path, input_format: str | None = None) -> Source:
         raise InputError(f"{label}: is a directory") from exc
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError, EOFError) as exc:
         raise InputError(f"{label}: {_describe(exc)}") from exc
+
+
+def open_lazily(spec: str, input_format: str | None = None) -> Source:
+    """open_source for one of many inputs: a file is opened for its header and closed again, and
+    opened anew while its batches are read, so thousands of inputs never hold more than one
+    descriptor each at a time. A stream (standard input, a FIFO) can be read once: it stays open."""
+    probe = open_source(spec, input_format)
+    if spec == "-" or not Path(spec).is_file():
+        return probe
+    probe.close()
+    current: list[Source] = []
+
+    def reopened() -> Source:
+        close()
+        current.append(open_source(spec, input_format))
+        return current[-1]
+
+    def close() -> None:
+        while current:
+            current.pop().close()
+
+    def numeric() -> set[str]:
+        try:
+            return set(reopened().numeric)
+        finally:
+            close()
+
+    def stream(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+        source = reopened()
+        source.progress.extend(lazy.progress)
+        try:
+            yield from source.stream_batches(columns, text, chunk_rows)
+        finally:
+            close()
+
+    known = probe.numeric if probe.format in TYPED_FORMATS else _Inferred(numeric)  # text: inferred when asked
+    lazy = Source(probe.label, probe.format, probe.columns, known, stream, probe.size, probe.types)
+    lazy.close, lazy.later_key = close, probe.later_key  # (probe's later_key reads the file anew)
+    return lazy
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[str]:
@@ -225,13 +286,52 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
                 raise InputError(f"{spec}: no data files in this directory (known endings: {', '.join(EXTENSIONS)})")
             files += found
         elif spec != "-" and not path.exists() and any(char in spec for char in "*?["):
-            found = sorted(p for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+            found = sorted({p for p in _glob(spec) if Path(p).is_file()})
             if not found:
                 raise InputError(f"{spec}: no files match this pattern")
             files += found
         else:
             files.append(spec)
     return files
+
+
+def _glob(pattern: str) -> Iterator[str]:
+    """glob.glob(pattern, recursive=True), except that `**` does not descend into symbolic links to
+    directories (pathlib's default since Python 3.13): a link up the tree listed the same files
+    again and again (40 times, to the kernel's limit), and two such links never ended."""
+    parts = pattern.split(os.sep)
+    first = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    base = os.sep.join(parts[:first]) or (os.sep if pattern.startswith(os.sep) else "")
+    return _matches(base, parts[first:])
+
+
+def _matches(base: str, parts: list[str]) -> Iterator[str]:
+    """The paths under directory `base` (or the current one) that match the pattern's `parts`."""
+    if not parts:
+        yield base
+        return
+    part, rest = parts[0], parts[1:]
+    if not glob.has_magic(part):
+        path = os.path.join(base, part)
+        if os.path.isdir(path) if rest else os.path.lexists(path):
+            yield from _matches(path, rest)
+        return
+    try:
+        with os.scandir(base or os.curdir) as scan:
+            entries = [entry for entry in scan if part.startswith(".") or not entry.name.startswith(".")]
+    except OSError:
+        return
+    if part == "**":  # this directory, and every one below it that is no link
+        yield from _matches(base, rest)
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _matches(os.path.join(base, entry.name), parts)
+            elif not rest:
+                yield os.path.join(base, entry.name)
+        return
+    for entry in entries:
+        if fnmatch.fnmatch(entry.name, part):
+            yield from _matches(os.path.join(base, entry.name), rest)
 
 
 def _is_data_file(path: Path) -> bool:
@@ -313,7 +413,12 @@ def _file_stream(path: Path, codec: str | None) -> Any:
 
 
 def _open_stream(
-    label: str, stream: _Prefixed, fmt: str | None, size: int | None, count_lines: Callable[[int], int | None] | None
+    label: str,
+    stream: _Prefixed,
+    fmt: str | None,
+    size: int | None,
+    count_lines: Callable[[int], int | None] | None,
+    open_again: Callable[[], IO[bytes]] | None = None,
 ) -> Source:
     """Text, or anything arriving as a stream (already decompressed): sniff the format if needed."""
     try:
@@ -325,7 +430,8 @@ def _open_stream(
             with stream:
                 return _open_random_access(label, pa.BufferReader(arrow_owned(stream.read())), fmt, size)
         if fmt == "jsonl":
-            source = _open_jsonl(label, _TextReader(label, stream, quoted=False, count_lines=count_lines), size)
+            reader = _TextReader(label, stream, quoted=False, count_lines=count_lines)
+            source = _open_jsonl(label, reader, size, open_again)
         else:
             source = _open_delimited(label, stream, fmt, size, count_lines)
     except BaseException:
@@ -454,12 +560,14 @@ class _TextReader:
         """Record-aligned blocks of about BLOCK_BYTES: one read into a fresh buffer, no other copy.
 
         The first blocks are smaller (doubling up to BLOCK_BYTES), so a small file never pays for
-        a big buffer's page faults.
+        a big buffer's page faults. A record that outgrows its buffer doubles it (so each byte is
+        searched for a boundary a bounded number of times), but never past MAX_RECORD_BYTES + 1:
+        a record that has not ended there is refused before more of it is held.
         """
         carry = b""
         size = FIRST_BLOCK_BYTES
         while True:
-            buffer = bytearray(len(carry) + size)
+            buffer = bytearray(len(carry) + min(max(size, len(carry)), MAX_RECORD_BYTES + 1 - len(carry)))
             size = min(size * 2, BLOCK_BYTES)
             buffer[: len(carry)] = carry
             view = memoryview(buffer)
@@ -480,14 +588,14 @@ class _TextReader:
             carry = bytes(view[cut:end])
             yield view[:cut]
 
-    def _too_long(self, buffer: bytearray, end: int) -> str:
+    def _too_long(self, buffer: bytes | bytearray, end: int) -> str:
         lines = self.lines_before
         unclosed = self.quoted and buffer.find(b'"', 0, end) >= 0
         return (
             f"{self.label}: {'a line' if lines is None else f'line {lines + 1}'} is longer than "
             f"{MAX_RECORD_BYTES >> 20} MiB without a line break"
             + (" outside quotes (an unclosed quote?)" if unclosed else "")
-            + "; is this really delimited text?"
+            + f"; is this really {'delimited text' if self.quoted else 'JSON Lines'}?"
         )
 
     def parsed(self, parse: Callable[[memoryview], pa.Table]) -> Iterator[pa.Table]:
@@ -546,12 +654,12 @@ def _newline_counter(open_again: Callable[[], IO[bytes]]) -> Callable[[int], int
     return count
 
 
+_SEPARATORS = np.isin(np.arange(256), list(b",\t;\n\r"))  # by byte value: one lookup, not five comparisons
+
+
 def _field_starts(buffer: np.ndarray[Any, Any], positions: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """Which positions begin a field: the block's first byte, or one after a separator or line break."""
-    before = buffer[np.maximum(positions - 1, 0)]
-    starts: np.ndarray[Any, Any] = positions == 0
-    for separator in b",\t;\n\r":
-        starts |= before == separator
+    starts: np.ndarray[Any, Any] = _SEPARATORS[buffer[positions - 1]] | (positions == 0)  # (-1: the last byte)
     return starts
 
 
@@ -568,47 +676,42 @@ def _quoted_fields(data: bytes | bytearray | memoryview, end: int) -> bool:
 def _last_boundary(data: bytes | bytearray, end: int, quoted: bool) -> int:
     """Index just past the last newline in data[:end] that ends a record (not one inside quotes).
 
-    Where every quoted field is well formed, quote parity tells (a "" escape keeps it), in one
-    vectorized pass. A quote inside an unquoted field (12") would throw parity off; where the
-    quotes that parity takes for openings are not all at a field's start, the quotes are lexed
-    one by one instead, as the CSV reader does.
+    Where every quoted field is well formed, quote parity tells (a "" escape keeps it): from the
+    last newline back, each one inside quotes sends the search to before the quote that opened
+    them. A quote inside an unquoted field (12") would throw parity off; where the quotes that
+    parity takes for openings are neither at a field's start nor the second half of a "" escape,
+    the fields are lexed instead, as the CSV reader does.
     """
     last = data.rfind(b"\n", 0, end)
     if not quoted or last < 0 or not _quoted_fields(data, end):
         return last + 1
     buffer = np.frombuffer(data, dtype=np.uint8, count=end)
     quotes = np.flatnonzero(buffer == ord('"'))
-    newlines = np.flatnonzero(buffer == ord("\n"))
-    if _field_starts(buffer, quotes[0::2]).all():
-        inside = np.searchsorted(quotes, newlines) % 2 == 1  # an odd number of quotes before it
-    else:
-        inside = _inside_quotes(buffer, quotes, newlines, end)
-    outside = newlines[~inside]
-    return int(outside[-1]) + 1 if outside.size else 0
+    openings = quotes[0::2]
+    regular = _field_starts(buffer, openings)
+    regular[1:] |= openings[1:] == quotes[1::2][: openings.size - 1] + 1  # "" inside quotes
+    if not regular.all():
+        return _lexed_boundary(data, end)
+    while last >= 0:
+        before = int(np.searchsorted(quotes, last))  # an odd number of quotes before it: inside quotes
+        if before % 2 == 0:
+            break
+        last = data.rfind(b"\n", 0, int(quotes[before - 1]))  # so look before they opened
+    return last + 1
 
 
-def _inside_quotes(
-    buffer: np.ndarray[Any, Any], quotes: np.ndarray[Any, Any], newlines: np.ndarray[Any, Any], end: int
-) -> np.ndarray[Any, Any]:
-    """For each newline, whether a quoted field holds it: quotes lexed in order (slow path)."""
-    openings = _field_starts(buffer, quotes)
-    starts, stops = [], []
-    index, count = 0, len(quotes)
-    while index < count:
-        if not openings[index]:
-            index += 1  # a quote inside an unquoted field: just a character
-            continue
-        starts.append(int(quotes[index]))
-        index += 1
-        while index < count and index + 1 < count and quotes[index + 1] == quotes[index] + 1:
-            index += 2  # "" inside the quotes: an escaped quote
-        stops.append(int(quotes[index]) if index < count else end)
-        index += 1
-    if not starts:
-        return np.zeros(newlines.size, dtype=bool)
-    interval = np.searchsorted(np.array(starts), newlines, side="right") - 1
-    inside: np.ndarray[Any, Any] = (interval >= 0) & (newlines < np.array(stops)[np.maximum(interval, 0)])
-    return inside
+# A quoted field: a quote at a field's start, to its closing quote ("" escapes included) or the end.
+_QUOTED_FIELD = re.compile(rb'(?<![^,\t;\n\r])"[^"]*(?:""[^"]*)*"?')
+
+
+def _lexed_boundary(data: bytes | bytearray, end: int) -> int:
+    """_last_boundary where quotes also occur inside unquoted fields: one pass of a regular
+    expression over the quoted fields, keeping the last newline found between them."""
+    last, position = -1, 0
+    for field_ in _QUOTED_FIELD.finditer(data, 0, end):
+        last = max(last, data.rfind(b"\n", position, field_.start()))
+        position = field_.end()
+    return max(last, data.rfind(b"\n", position, end)) + 1
 
 
 def _split_header(stream: _Prefixed, label: str) -> tuple[str, int, int]:
@@ -655,7 +758,7 @@ def _open_delimited(
     _check_names(label, names)
     reader = _TextReader(label, stream, True, header_bytes, 0, count_lines, header_newlines)
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
-    numeric = _Inferred(lambda: _infer_numeric(stream.peek(SNIFF_BYTES), names, parse))
+    numeric = _Inferred(lambda: _infer_numeric(_sample(reader), names, parse))
 
     def batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
         wanted = {name: pa.string() if name in text else pa.float64() for name in columns}
@@ -683,20 +786,58 @@ def _check_names(label: str, names: list[str]) -> None:
         seen.add(name)
 
 
-def _infer_numeric(block: bytes, names: list[str], parse: pacsv.ParseOptions) -> set[str]:
-    """Numeric columns, by Arrow's type inference over the first block."""
-    sample = block[: _last_boundary(block, len(block), quoted=True) or len(block)]
+def _sample(reader: _TextReader) -> bytes:
+    """The input's first SNIFF_BYTES (all of it if shorter) cut at a record boundary; longer where
+    its first record is, up to MAX_RECORD_BYTES (a longer one is refused, as the reader would)."""
+    size = SNIFF_BYTES
+    while True:
+        head = reader.stream.peek(size)
+        if len(head) < size:
+            return head  # the whole input: its last record needs no line break
+        cut = _last_boundary(head, len(head), reader.quoted)
+        if cut > 0:
+            return head[:cut]
+        if size > MAX_RECORD_BYTES:
+            raise InputError(reader._too_long(head, len(head)))
+        size = min(size * 2, MAX_RECORD_BYTES + 1)
+
+
+def _read_csv(
+    data: bytes | memoryview, names: list[str], parse: pacsv.ParseOptions, convert: pacsv.ConvertOptions | None = None
+) -> pa.Table:
+    """Arrow's multi-threaded CSV reader over a copy of `data` in Arrow's memory."""
+
+    def read(buffer: pa.Buffer, block_size: int) -> pa.Table:
+        options = pacsv.ReadOptions(column_names=names, use_threads=True, block_size=block_size)
+        return pacsv.read_csv(pa.BufferReader(buffer), options, parse, convert)
+
+    return _in_blocks(read, data)
+
+
+def _in_blocks(read: Callable[[pa.Buffer, int], pa.Table], data: bytes | memoryview) -> pa.Table:
+    """read(buffer, block_size) over a copy of `data` in Arrow's memory, in Arrow's parallel blocks.
+
+    Arrow refuses a record that spans more than two blocks of PARSE_BLOCK_BYTES ('straddling
+    object'), valid as it is: data holding such a record is parsed again as one block.
+    """
+    buffer = arrow_owned(data)
+    try:
+        return read(buffer, PARSE_BLOCK_BYTES)
+    except pa.ArrowInvalid as exc:
+        if "straddling object" not in str(exc):
+            raise
+        return read(buffer, max(buffer.size, PARSE_BLOCK_BYTES))
+
+
+def _infer_numeric(sample: bytes, names: list[str], parse: pacsv.ParseOptions) -> set[str]:
+    """Numeric columns, by Arrow's type inference over the first records (all-empty: not numeric)."""
     if not sample:
         return set()
     try:
-        table = pacsv.read_csv(
-            pa.BufferReader(arrow_owned(sample)),
-            read_options=pacsv.ReadOptions(column_names=names),
-            parse_options=parse,
-        )
+        table = _read_csv(sample, names, parse)
     except pa.ArrowInvalid:
         return set()  # the full read will report the exact row
-    return {f.name for f in table.schema if is_numeric(f.type) or pa.types.is_null(f.type)}
+    return _numeric_of(table.schema)  # an all-empty column is no prediction (nor is an all-null Parquet one)
 
 
 def _parse_csv_block(
@@ -711,14 +852,42 @@ def _parse_csv_block(
     # Quoted newlines need Arrow's slower chunker; a block without a quote cannot have one.
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=_quoted_fields(block, block.nbytes))
     try:
-        return pacsv.read_csv(
-            pa.BufferReader(arrow_owned(block)),
-            read_options=pacsv.ReadOptions(column_names=names, use_threads=True, block_size=PARSE_BLOCK_BYTES),
-            parse_options=parse,
-            convert_options=convert,
-        )
+        table = _read_csv(block, names, parse, convert)
     except pa.ArrowInvalid as exc:
         raise InputError(f"{label}: {_locate_csv_error(bytes(block), names, parse, types, reader, exc)}") from exc
+
+    def tokens(name: str, rows: np.ndarray[Any, Any]) -> list[Any]:
+        as_text = pacsv.ConvertOptions(include_columns=[name], column_types={name: pa.string()})
+        return list(_read_csv(block, names, parse, as_text).column(name).take(rows).to_pylist())
+
+    return _mark_rounded_integers(table, tokens)
+
+
+_INTEGER_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+
+def _mark_rounded_integers(table: pa.Table, values_at: Callable[[str, np.ndarray[Any, Any]], list[Any]]) -> pa.Table:
+    """`table` with ROUNDED_INTEGERS on each float64 field whose input held an integer beyond 2**53:
+    the warning an int64 Parquet column gets, on every format. Only a value of magnitude 2**53 or
+    more can have been one, so the input's values (`values_at(name, rows)`: text, or JSON's
+    numbers) are looked at only there."""
+    for index, field_ in enumerate(table.schema):
+        if field_.type != pa.float64():
+            continue
+        chunks = [to_float64(chunk) for chunk in table.column(index).chunks]  # views, where no value is null
+        if not any(c.size and (np.fmax.reduce(c) >= 2.0**53 or np.fmin.reduce(c) <= -(2.0**53)) for c in chunks):
+            continue  # (fmax and fmin skip NaN)
+        rows = np.flatnonzero(np.abs(np.concatenate(chunks)) >= 2.0**53)
+        if any(_beyond_2_53(value) for value in values_at(field_.name, rows)):
+            marked = field_.with_metadata({ROUNDED_INTEGERS: b"1"})
+            table = table.set_column(index, marked, table.column(index))
+    return table
+
+
+def _beyond_2_53(value: Any) -> bool:
+    if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value):
+        value = int(value)
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53
 
 
 def _locate_csv_error(
@@ -736,14 +905,10 @@ def _locate_csv_error(
     """
     numeric = [name for name, type_ in types.items() if type_ == pa.float64()]
     try:
-        table = pacsv.read_csv(
-            pa.BufferReader(arrow_owned(block)),
-            read_options=pacsv.ReadOptions(column_names=names),
-            parse_options=parse,
-            convert_options=pacsv.ConvertOptions(
-                include_columns=numeric, column_types=dict.fromkeys(numeric, pa.string()), strings_can_be_null=True
-            ),
+        convert = pacsv.ConvertOptions(
+            include_columns=numeric, column_types=dict.fromkeys(numeric, pa.string()), strings_can_be_null=True
         )
+        table = _read_csv(block, names, parse, convert)
     except pa.ArrowInvalid:
         return _locate_ragged_row(block, names, parse, reader) or _describe(exc)
     failures = [(row, name) for name in numeric if (row := _first_unparsable(table.column(name))) is not None]
@@ -800,25 +965,29 @@ def _locate_ragged_row(block: bytes, names: list[str], parse: pacsv.ParseOptions
     return None
 
 
-def _open_jsonl(label: str, reader: _TextReader, size: int | None) -> Source:
+def _open_jsonl(
+    label: str, reader: _TextReader, size: int | None, open_again: Callable[[], IO[bytes]] | None
+) -> Source:
     import pyarrow.json as pajson
 
-    head = reader.stream.peek(SNIFF_BYTES)
-    if not head.strip():
+    sample = _sample(reader)
+    if not sample.strip():
         raise InputError(f"{label}: the input is empty")
-    whole = len(head) < SNIFF_BYTES  # the head is all there is: its last line needs no newline
-    sample = head if whole else head[: _last_boundary(head, len(head), quoted=False) or len(head)]
     try:
-        schema = pajson.read_json(pa.BufferReader(arrow_owned(sample))).schema
+        schema = _read_json(sample).schema
         names = list(schema.names)
-        numeric = _numeric_of(schema) | {f.name for f in schema if pa.types.is_null(f.type)}
+        numeric = _numeric_of(schema)
     except pa.ArrowInvalid as exc:
         raise InputError(f"{label}: {_locate_json_error(sample, [], reader, exc)}") from exc
     except UnicodeDecodeError as exc:
         raise InputError(f"{label}: a key is not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
 
     def as_read(name: str) -> pa.DataType:  # a label column keeps its JSON type (an id may be a number)
-        inferred = schema.field(name).type if name in names else pa.null()
+        if name in schema.names:
+            inferred = schema.field(name).type
+        else:  # a key first seen after the sample: typed by its first line
+            found = _key_type(label, open_again, name) if open_again is not None else None
+            inferred = pa.null() if found is None else found
         return pa.string() if pa.types.is_null(inferred) else inferred
 
     def batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
@@ -827,18 +996,55 @@ def _open_jsonl(label: str, reader: _TextReader, size: int | None) -> Source:
 
         def parse(block: memoryview) -> pa.Table:
             try:
-                return pajson.read_json(pa.BufferReader(arrow_owned(block)), parse_options=options)
+                table = _read_json(block, options)
             except pa.ArrowInvalid as exc:
                 numeric_columns = [name for name in columns if name not in text]
                 where = _locate_json_error(bytes(block), numeric_columns, reader, exc)
                 raise InputError(f"{label}: {where}") from exc
 
+            def numbers(name: str, rows: np.ndarray[Any, Any]) -> list[Any]:
+                lines = [line for line in bytes(block).split(b"\n") if line.strip()]  # a row each
+                return [json.loads(lines[row]).get(name) for row in rows]
+
+            return _mark_rounded_integers(table, numbers)
+
         for table in reader.parsed(parse):
             yield from table.select(columns).to_batches()
 
     source = Source(label, "jsonl", names, numeric, batches, size)
+    if open_again is not None and len(sample) < len(reader.stream.peek(len(sample) + 1)):  # more than the sample
+        source.later_key = lambda name: _key_type(label, open_again, name) is not None
     reader.progress = source.progress
     return source
+
+
+def _key_type(label: str, open_again: Callable[[], IO[bytes]], name: str) -> pa.DataType | None:
+    """The type Arrow gives key `name` on the first line of the input (read again) that has it;
+    None if none has. A search for the quoted key, each line it is found in parsed to make sure."""
+    needle = json.dumps(name, ensure_ascii=False).encode()
+    with _Prefixed(open_again()) as stream:
+        for block in _TextReader(label, stream, quoted=False).blocks():
+            data = bytes(block)
+            hit = data.find(needle)
+            while hit >= 0:
+                start, end = data.rfind(b"\n", 0, hit) + 1, data.find(b"\n", hit)
+                end = len(data) if end < 0 else end
+                with contextlib.suppress(ValueError):
+                    record = json.loads(data[start:end])
+                    if isinstance(record, dict) and name in record:
+                        return _read_json(data[start:end]).schema.field(name).type
+                hit = data.find(needle, end)
+    return None
+
+
+def _read_json(data: bytes | memoryview, parse: Any = None) -> pa.Table:
+    """Arrow's JSON reader over a copy of `data` in Arrow's memory."""
+    import pyarrow.json as pajson
+
+    def read(buffer: pa.Buffer, block_size: int) -> pa.Table:
+        return pajson.read_json(pa.BufferReader(buffer), pajson.ReadOptions(block_size=block_size), parse)
+
+    return _in_blocks(read, data)
 
 
 def _kind(value: Any) -> str:
