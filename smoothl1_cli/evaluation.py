@@ -18,7 +18,14 @@ import pyarrow as pa
 
 from smoothl1_cli import backends, kernel
 from smoothl1_cli.errors import InputError
-from smoothl1_cli.readers import TYPED_FORMATS, Source, beyond_exact_integers, to_float64, to_int64
+from smoothl1_cli.readers import (
+    TYPED_FORMATS,
+    Source,
+    beyond_exact_integers,
+    first_unparsable,
+    to_float64,
+    to_int64,
+)
 from smoothl1_cli.report import GroupResult, InputInfo, Report, Result, WorstRow
 from smoothl1_cli.sketch import EXACT_LIMIT, QuantileSketch
 from smoothl1_cli.stats import Chunk, GroupStats, LossStats, zero_where_weightless
@@ -547,7 +554,7 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 class _RowError(Exception):
     """An input error at a global row; `evaluate` names the file and the row within it."""
 
-    def __init__(self, row: int, column: str, value: float, problem: str) -> None:
+    def __init__(self, row: int, column: str, value: float | str, problem: str) -> None:
         super().__init__(row, column, value, problem)
         self.row, self.column, self.value, self.problem = row, column, value, problem
 
@@ -646,6 +653,18 @@ def evaluate_sources(
         raise InputError(f"{label}: row {row}, column '{exc.column}': {format_value(exc.value)} {exc.problem}") from exc
 
 
+def _numbers(column: pa.Array | pa.ChunkedArray, name: str, first_row: int) -> np.ndarray[Any, Any]:
+    """A numeric column as float64; one that is also --id or --group-by arrives as text, so a value that
+    is not a number is found here, not by the reader."""
+    try:
+        return to_float64(column)
+    except pa.ArrowInvalid:
+        row = first_unparsable(pa.chunked_array([column]) if isinstance(column, pa.Array) else column)
+        if row is None:
+            raise
+        raise _RowError(first_row + row, name, column[row].as_py(), "is not a number") from None
+
+
 def _stats(options: Options, top: int) -> LossStats:
     """Empty statistics: quantiles from the sketch, or from every value with --exact-quantiles."""
     return LossStats(top_k=top, sketch=QuantileSketch(math.inf if options.exact_quantiles else EXACT_LIMIT))
@@ -674,7 +693,7 @@ def _pieces(
                             f"{source.label}: column '{name}' holds integers beyond 2**53, which float64 (and so "
                             "PyTorch's float64) rounds; the losses are of the rounded values"
                         )
-                columns = {name: to_float64(batch.column(name)) for name in plan.numeric}
+                columns = {name: _numbers(batch.column(name), name, total + rows) for name in plan.numeric}
                 missing = {
                     name: batch.column(name).is_null().to_numpy(zero_copy_only=False)
                     for name in plan.numeric
@@ -705,7 +724,9 @@ def _locate(sources: Sequence[Source], offsets: list[int], row: int) -> tuple[st
     return sources[index].label, row - offsets[index]
 
 
-def format_value(value: float) -> str:
+def format_value(value: float | str) -> str:
+    if isinstance(value, str):  # as the input spelt it
+        return repr(value)
     if math.isnan(value):
         return "NaN"
     return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")

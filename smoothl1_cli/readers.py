@@ -911,7 +911,7 @@ def _locate_csv_error(
         table = _read_csv(block, names, parse, convert)
     except pa.ArrowInvalid:
         return _locate_ragged_row(block, names, parse, reader) or _describe(exc)
-    failures = [(row, name) for name in numeric if (row := _first_unparsable(table.column(name))) is not None]
+    failures = [(row, name) for name in numeric if (row := first_unparsable(table.column(name))) is not None]
     if not failures:
         return _describe(exc)
     row, name = min(failures, key=lambda failure: (failure[0], names.index(failure[1])))
@@ -919,11 +919,12 @@ def _locate_csv_error(
     return f"{_where(block, parse, reader, row)}, column '{name}': {value!r} is not a number"
 
 
-def _first_unparsable(column: pa.ChunkedArray) -> int | None:
-    """The index of the first value that Arrow cannot read as float64, by bisection over prefixes."""
+def first_unparsable(column: pa.ChunkedArray) -> int | None:
+    """The index of the first value that Arrow cannot read as float64 (spaces around a number allowed,
+    as Arrow's CSV reader and `to_float64` allow them), by bisection over prefixes."""
     import pyarrow.compute as pc
 
-    values = column.combine_chunks()
+    values = pc.utf8_trim_whitespace(column.combine_chunks())
 
     def parses(length: int) -> bool:
         try:

@@ -293,3 +293,14 @@ def test_many_groups_give_the_pandas_groupby_values(smoothl1_command, tmp_path) 
     report = _report(smoothl1_command, path, "-t", "y", "-p", "model_a", "--group-by", "g", "--chunk-rows", "1000")
     assert len({g["group"] for g in report["groups"]}) == frame["g"].nunique()
     check_groups(report, pandas_reference(frame, ("model_a",)))
+
+
+def test_a_target_that_is_also_the_group_key_names_its_non_number(smoothl1_command, tmp_path) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text("y,p\n 1,2\n2,3\nabc,4\n")
+    line = _refused(smoothl1_command, data, "-t", "y", "-p", "p", "--group-by", "y")
+    assert line == f"Error: {data}: row 2, column 'y': 'abc' is not a number"
+    padded = tmp_path / "padded.csv"
+    padded.write_text("y,p\n 1,2\n2, 3\n5,x\n")
+    line = _refused(smoothl1_command, padded, "-t", "y", "-p", "p")
+    assert line == f"Error: {padded}: row 2 (line 4), column 'p': 'x' is not a number"
