@@ -614,7 +614,7 @@ class GroupStats:
 
     Memory grows with the number of groups, never with the rows; merging is element-wise. An update
     costs what its chunk's rows do, however many groups there are: it merges only the groups present,
-    in place, into arrays with room to spare (doubled when full). So an update spends the GroupStats it
+    in place, into arrays with room to spare (half as large again when full). So an update spends the GroupStats it
     was called on: using that one again is an error (it would see the newer statistics).
     """
 
@@ -666,7 +666,7 @@ class GroupStats:
         """These statistics plus one chunk whose rows belong to groups `codes` (< `groups`)."""
         self._check_unspent()
         room = self.count.size
-        stats = self if groups <= room else self._resized(max(groups, 2 * room))
+        stats = self if groups <= room else self._resized(max(groups, room + room // 2))
         order = GroupRows.order(codes, groups)
         everyone = GroupRows(codes[order])
         stats.count[everyone.present] += everyone.lengths  # weight-0 rows count as rows read
