@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from smoothl1_cli.sketch import QuantileSketch, field_values, same_fields
+from smoothl1_cli.sketch import QuantileSketch, field_values, same_fields, same_value
 
 FloatArray = np.ndarray[Any, Any]
 Real = Any  # a float: one result's statistic; or a float64 array, one per group (GroupStats)
@@ -105,43 +105,38 @@ class AllRows:
 
 
 class GroupRows(AllRows):
-    """Reductions per group of a chunk whose rows are sorted by group, `codes` (< `groups`): each
-    group's rows are summed pairwise (np.add.reduceat), like a whole chunk, never one after another."""
+    """Reductions per group of a chunk whose rows are sorted by group code, one value for each group
+    present (`present`, in order): each group's rows are summed pairwise (np.add.reduceat), like a whole
+    chunk, never one after another. The work is the chunk's, however many groups there are."""
 
-    def __init__(self, codes: np.ndarray[Any, Any], groups: int) -> None:
-        self.codes, self.groups = codes, groups
+    def __init__(self, codes: np.ndarray[Any, Any]) -> None:
         self.starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1]))) if codes.size else _NO_ROWS
         self.present = codes[self.starts]
-        self.count = np.bincount(codes, minlength=groups).astype(np.float64)  # type: ignore[assignment]
+        self.lengths = np.diff(np.append(self.starts, codes.size))
+        self.count = self.lengths.astype(np.float64)  # type: ignore[assignment]
 
     @staticmethod
     def order(codes: np.ndarray[Any, Any], groups: int) -> np.ndarray[Any, Any]:
         """The positions that sort rows by group, keeping their order within each (radix sort where it can)."""
         return np.argsort(codes.astype(np.uint16) if groups <= 1 << 16 else codes, kind="stable")
 
-    def _reduce(self, ufunc: np.ufunc, values: np.ndarray[Any, Any], empty: Any) -> np.ndarray[Any, Any]:
-        out = np.full(self.groups, empty)
-        if self.starts.size:
-            out[self.present] = ufunc.reduceat(values, self.starts)
-        return out
-
     def sum(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
-        return self._reduce(np.add, values, 0.0)
+        return np.add.reduceat(values, self.starts)
 
     def max(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
-        return self._reduce(np.maximum, values, 0.0)
+        return np.maximum.reduceat(values, self.starts)
 
     def min(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
-        return self._reduce(np.minimum, values, math.inf)
+        return np.minimum.reduceat(values, self.starts)
 
     def all(self, flags: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:  # type: ignore[override]
-        return self._reduce(np.logical_and, flags, True)
+        return np.logical_and.reduceat(flags, self.starts)
 
     def any(self, flags: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:  # type: ignore[override]
-        return self._reduce(np.logical_or, flags, False)
+        return np.logical_or.reduceat(flags, self.starts)
 
     def spread(self, per_result: Any) -> Any:
-        return per_result[self.codes] if isinstance(per_result, np.ndarray) else per_result
+        return np.repeat(per_result, self.lengths) if isinstance(per_result, np.ndarray) else per_result
 
 
 _TINY = 2.0**-900  # below this a sum may have lost digits to subnormals (or squares underflowed): scale up
@@ -214,11 +209,12 @@ class ExactSum:
     def __eq__(self, other: object) -> bool:
         return same_fields(self, other)
 
-    def ratio(self, other: ExactSum) -> float:
-        """self / other, without overflowing on the way (a mean of huge losses stays finite)."""
-        if other.scaled == 0:
-            return math.nan
-        return float(_ldexp(self.scaled / other.scaled, self.exponent - other.exponent))
+    def ratio(self, other: ExactSum) -> Real:
+        """self / other, without overflowing on the way (a mean of huge losses stays finite); NaN where
+        other is 0."""
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            quotient = _ldexp(np.divide(self.scaled, other.scaled), self.exponent - other.exponent)
+        return _pick(other.scaled == 0, math.nan, quotient)
 
 
 _WINDOW = 2.0**400  # a mean within [1 / _WINDOW, _WINDOW] has squares (and their sums) well within float64
@@ -312,11 +308,11 @@ class Moments:
         return same_fields(self, other)
 
     @property
-    def std(self) -> float:
-        """Population standard deviation (ddof 0)."""
-        if not (self.weight > 0 and self.m2 >= 0):
-            return math.nan
-        return float(_ldexp(math.sqrt(self.m2 / self.weight), self.exponent))
+    def std(self) -> Real:
+        """Population standard deviation (ddof 0); NaN without a weight (or with a NaN M2)."""
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            std = _ldexp(np.sqrt(np.divide(self.m2, self.weight)), self.exponent)
+            return _pick((self.weight > 0) & (self.m2 >= 0), std, math.nan)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -487,7 +483,13 @@ class LossStats:
 
     def summarize(self) -> Summary:
         """The reported statistics; the caller checks that there was a row and a weight."""
-        return _summary(self.count, self._sums(), self.moments, self.min, self.max, self._quantiles(), self.sketch)
+        statistics = _statistics(self.count, self._sums(), self.moments, self.min, self.max)
+        return Summary(
+            count=self.count,
+            **{name: float(value) for name, value in statistics.items() if name != "count"},
+            quantiles=self._quantiles(),
+            distribution=self.sketch,
+        )
 
     def __eq__(self, other: object) -> bool:
         return same_fields(self, other)
@@ -522,32 +524,22 @@ def _chunk_sums(chunk: Chunk, rows: AllRows) -> dict[str, ExactSum]:
     }
 
 
-def _summary(
-    count: int,
-    sums: dict[str, ExactSum],
-    moments: Moments,
-    lowest: float,
-    highest: float,
-    quantiles: dict[str, float],
-    distribution: QuantileSketch | None,
-) -> Summary:
-    """The reported statistics of a result or a group, from its sums and moments."""
+def _statistics(count: Any, sums: dict[str, ExactSum], moments: Moments, lowest: Real, highest: Real) -> dict[str, Any]:
+    """The reported statistics (Summary's fields but the quantiles) of a result, as floats, or of every
+    group at once, as arrays of one per group: the same arithmetic either way, element by element."""
     weight = sums["weight"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return Summary(
-            count=count,
-            weight=float(weight.value),
-            mean=sums["loss"].ratio(weight),
-            sum=float(sums["loss"].value),
-            std=moments.std,
-            min=lowest if count else math.nan,
-            max=highest if count else math.nan,
-            quantiles=quantiles,
-            linear_fraction=sums["linear"].ratio(weight),
-            mae=sums["abs_diff"].ratio(weight),
-            rmse=_sqrt_ratio(sums["sq_diff"], weight),
-            distribution=distribution,
-        )
+    return {
+        "count": count,
+        "weight": weight.value,
+        "mean": sums["loss"].ratio(weight),
+        "sum": sums["loss"].value,
+        "std": moments.std,
+        "min": _pick(count > 0, lowest, math.nan),
+        "max": _pick(count > 0, highest, math.nan),
+        "linear_fraction": sums["linear"].ratio(weight),
+        "mae": sums["abs_diff"].ratio(weight),
+        "rmse": _sqrt_ratio(sums["sq_diff"], weight),
+    }
 
 
 def _weighted_rows(weight: FloatArray | None) -> np.ndarray[Any, Any] | None:
@@ -580,22 +572,29 @@ def _without_weightless_rows(chunk: Chunk, keep: np.ndarray[Any, Any]) -> Chunk:
     )
 
 
-def _element(accumulator: Any, group: int) -> Any:
-    """One group's ExactSum or Moments out of GroupStats' arrays of them."""
-    return type(accumulator)(*(part[group].item() for part in field_values(accumulator)))
+def _take(accumulator: Any, at: Any) -> Any:
+    """The groups `at` (positions or a slice) of GroupStats' ExactSum or Moments (arrays of them)."""
+    return type(accumulator)(*(part[at] for part in field_values(accumulator)))
+
+
+def _put(accumulator: Any, at: np.ndarray[Any, Any], values: Any) -> None:
+    """Write `values` (an ExactSum or Moments of the groups `at`) into GroupStats' arrays of them."""
+    for part, value in zip(field_values(accumulator), field_values(values), strict=True):
+        part[at] = value
 
 
 def _positions_of(ids_of: Callable[[np.ndarray[Any, Any]], Sequence[Any]], kept: np.ndarray[Any, Any]) -> Any:
     return lambda positions: ids_of(kept[positions])
 
 
-def _sqrt_ratio(a: ExactSum, b: ExactSum) -> float:
+def _sqrt_ratio(a: ExactSum, b: ExactSum) -> Real:
     """sqrt(a / b) taken before the powers of two are applied: an RMSE of 1e160 does not overflow."""
-    if b.scaled == 0 or not a.scaled >= 0:
-        return math.nan
     shift = a.exponent - b.exponent
-    quotient = a.scaled / b.scaled * (2.0 if shift % 2 else 1.0)
-    return float(_ldexp(math.sqrt(quotient), (shift - shift % 2) // 2))
+    odd = shift % 2
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        quotient = np.divide(a.scaled, b.scaled) * _pick(odd != 0, 2.0, 1.0)
+        root = _ldexp(np.sqrt(quotient), (shift - odd) // 2)
+        return _pick((b.scaled == 0) | np.logical_not(a.scaled >= 0), math.nan, root)
 
 
 def _nan_or(pick: Callable[[float, float], float], a: float, b: float) -> float:
@@ -613,82 +612,115 @@ class GroupStats:
     """LossStats for many groups at once, as arrays indexed by group code (no quantiles, no worst rows):
     the same ExactSum and Moments, each field an array of one per group.
 
-    Memory grows with the number of groups, never with the rows; merging is element-wise.
+    Memory grows with the number of groups, never with the rows; merging is element-wise. An update
+    costs what its chunk's rows do, however many groups there are: it merges only the groups present,
+    in place, into arrays with room to spare (half as large again when full). So an update spends the GroupStats it
+    was called on: using that one again is an error (it would see the newer statistics).
     """
 
-    count: np.ndarray[Any, Any]
+    count: np.ndarray[Any, Any]  # each array has room for at least `groups`; the ones after are empty
     sums: dict[str, ExactSum]  # weight, loss, abs_diff, sq_diff, linear
     moments: Moments
     min: FloatArray
     max: FloatArray
+    groups: int
+    writes: list[int] = field(default_factory=lambda: [0])  # updates written into these arrays (shared)
+    version: int = 0  # writes[0] when this GroupStats was made: the arrays hold its statistics while equal
 
     @staticmethod
     def empty(groups: int) -> GroupStats:
         zeros, exponents = np.zeros(groups), np.zeros(groups, dtype=np.int64)
         return GroupStats(
             np.zeros(groups, dtype=np.int64),
-            {name: ExactSum(zeros, zeros, exponents) for name in _SUMS},
-            Moments(zeros, zeros, zeros, exponents, exponents),
+            {name: ExactSum(zeros.copy(), zeros.copy(), exponents.copy()) for name in _SUMS},
+            Moments(zeros.copy(), zeros.copy(), zeros.copy(), exponents.copy(), exponents.copy()),
             np.full(groups, math.inf),
             np.full(groups, -math.inf),
+            groups,
         )
 
-    @property
-    def groups(self) -> int:
-        return int(self.count.size)
+    def _check_unspent(self) -> None:
+        if self.version != self.writes[0]:
+            raise RuntimeError("this GroupStats was updated in place: use the one its update returned")
 
-    def grown(self, groups: int) -> GroupStats:
-        """The same statistics, padded with empty groups up to `groups`."""
-        if groups == self.groups:
-            return self
-        extra = GroupStats.empty(groups - self.groups)
+    def _resized(self, room: int) -> GroupStats:
+        """The same statistics in new arrays of `room` (>= groups) entries, padded with empty groups."""
+        self._check_unspent()
+        extra = GroupStats.empty(room - self.groups)
+        cut = slice(0, self.groups)
 
         def padded(mine: Any, theirs: Any) -> Any:
-            parts = zip(field_values(mine), field_values(theirs), strict=True)
+            parts = zip(field_values(_take(mine, cut)), field_values(theirs), strict=True)
             return type(mine)(*(np.concatenate([a, b]) for a, b in parts))
 
         return GroupStats(
-            np.concatenate([self.count, extra.count]),
+            np.concatenate([self.count[cut], extra.count]),
             {name: padded(total, extra.sums[name]) for name, total in self.sums.items()},
             padded(self.moments, extra.moments),
-            np.concatenate([self.min, extra.min]),
-            np.concatenate([self.max, extra.max]),
+            np.concatenate([self.min[cut], extra.min]),
+            np.concatenate([self.max[cut], extra.max]),
+            self.groups,
         )
 
     def update(self, codes: np.ndarray[Any, Any], groups: int, chunk: Chunk) -> GroupStats:
         """These statistics plus one chunk whose rows belong to groups `codes` (< `groups`)."""
-        count = np.bincount(codes, minlength=groups)
+        self._check_unspent()
+        room = self.count.size
+        stats = self if groups <= room else self._resized(max(groups, room + room // 2))
+        order = GroupRows.order(codes, groups)
+        everyone = GroupRows(codes[order])
+        stats.count[everyone.present] += everyone.lengths  # weight-0 rows count as rows read
         keep = _weighted_rows(chunk.weight)
-        weighted = np.arange(codes.size) if keep is None else np.flatnonzero(keep)
-        positions = weighted[GroupRows.order(codes[weighted], groups)]
-        sums_of = (chunk.loss, chunk.abs_diff, chunk.sq_diff, chunk.linear, chunk.rows, chunk.weight)
-        chunk = Chunk(*(None if part is None else part[positions] for part in sums_of))  # type: ignore[arg-type]
-        codes = codes[positions]  # rows by group, without weight-0 rows: what the sums need
-        rows = GroupRows(codes, groups)
-        with np.errstate(invalid="ignore"):
-            sums = _chunk_sums(chunk, rows)
-            moments = Moments.of(chunk.loss, chunk.weight, rows)
-            lowest, highest = rows.min(chunk.loss), -rows.min(-chunk.loss)  # NaN propagates, as in LossStats
-        chunk_stats = GroupStats(count, sums, moments, lowest, highest)
-        return self.grown(groups).merge(chunk_stats)
+        positions = order if keep is None else order[keep[order]]
+        rows = everyone if keep is None else GroupRows(codes[positions])  # rows by group, without weight-0 rows
+        if positions.size:
+            sums_of = (chunk.loss, chunk.abs_diff, chunk.sq_diff, chunk.linear, chunk.rows, chunk.weight)
+            chunk = Chunk(*(None if part is None else part[positions] for part in sums_of))  # type: ignore[arg-type]
+            at = rows.present
+            with np.errstate(invalid="ignore"):
+                sums = _chunk_sums(chunk, rows)
+                for name, total in stats.sums.items():
+                    _put(total, at, _take(total, at).merge(sums[name]))
+                _put(stats.moments, at, _take(stats.moments, at).merge(Moments.of(chunk.loss, chunk.weight, rows)))
+                stats.min[at] = np.minimum(stats.min[at], rows.min(chunk.loss))  # NaN propagates, as in LossStats
+                stats.max[at] = np.maximum(stats.max[at], -rows.min(-chunk.loss))
+        stats.writes[0] += 1
+        return replace(stats, groups=max(stats.groups, groups), version=stats.writes[0])
 
     def merge(self, other: GroupStats) -> GroupStats:
-        """Both statistics together, group by group (the two must cover the same groups)."""
+        """Both statistics together, group by group (groups missing from one are empty there)."""
+        groups = max(self.groups, other.groups)
+        a, b = self._resized(groups), other._resized(groups)
         return GroupStats(
-            self.count + other.count,
-            {name: total.merge(other.sums[name]) for name, total in self.sums.items()},
-            self.moments.merge(other.moments),
-            np.minimum(self.min, other.min),
-            np.maximum(self.max, other.max),
+            a.count + b.count,
+            {name: total.merge(b.sums[name]) for name, total in a.sums.items()},
+            a.moments.merge(b.moments),
+            np.minimum(a.min, b.min),
+            np.maximum(a.max, b.max),
+            groups,
         )
 
-    def summarize(self, group: int) -> Summary:
-        """One group's statistics, as LossStats.summarize gives them (without quantiles)."""
-        sums = {name: _element(total, group) for name, total in self.sums.items()}
-        return _summary(
-            int(self.count[group]), sums, _element(self.moments, group), float(self.min[group]),
-            float(self.max[group]), {}, None,
-        )  # fmt: skip
+    def summaries(self) -> list[Summary]:
+        """Every group's statistics, as LossStats.summarize gives them (without quantiles): computed for all
+        groups at once, as arrays, and only then cut into one Summary per group."""
+        self._check_unspent()
+        cut = slice(0, self.groups)
+        sums = {name: _take(total, cut) for name, total in self.sums.items()}
+        statistics = _statistics(self.count[cut], sums, _take(self.moments, cut), self.min[cut], self.max[cut])
+        columns = {name: np.asarray(values).tolist() for name, values in statistics.items()}
+        names = ("count", "weight", "mean", "sum", "std", "min", "max", "linear_fraction", "mae", "rmse")
+        return [
+            Summary(count, weight, mean, total, std, lowest, highest, {}, linear, mae, rmse)
+            for count, weight, mean, total, std, lowest, highest, linear, mae, rmse in zip(
+                *(columns[name] for name in names), strict=True
+            )
+        ]
 
     def __eq__(self, other: object) -> bool:
-        return same_fields(self, other)
+        if not isinstance(other, GroupStats):
+            return False
+        mine, theirs = (s._resized(s.groups) for s in (self, other))
+        return same_value(
+            [mine.count, mine.sums, field_values(mine.moments), mine.min, mine.max],
+            [theirs.count, theirs.sums, field_values(theirs.moments), theirs.min, theirs.max],
+        )

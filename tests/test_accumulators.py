@@ -220,7 +220,7 @@ def test_groups_and_results_share_one_overflow_safe_arithmetic(scale, chunk_rows
         overall = overall.update(chunk)
     assert isinstance(groups.sums["loss"], ExactSum)
     assert isinstance(groups.moments, Moments)
-    for summary, rows in [(overall.summarize(), loss), *((groups.summarize(g), loss[codes == g]) for g in range(3))]:
+    for summary, rows in [(overall.summarize(), loss), *((groups.summaries()[g], loss[codes == g]) for g in range(3))]:
         exact = [Fraction(x) for x in rows]
         assert summary.sum == pytest.approx(float(sum(exact)), rel=1e-12)
         assert summary.mean == pytest.approx(float(sum(exact) / len(exact)), rel=1e-12)
