@@ -107,12 +107,14 @@ def _with_targets(source: Source, labels: Source, targets: list[str], on: str | 
 
 
 def _assemble(columns: list[str], batch: pa.RecordBatch, targets: pa.Table) -> pa.RecordBatch:
-    """The batch's columns in order, with the target columns taken from `targets` (same rows)."""
+    """The batch's columns in order, with the target columns taken from `targets` (same rows); fields keep
+    their metadata (the reader's mark on text integers beyond 2**53)."""
+    taken = [(targets if name in targets.column_names else batch).schema.field(name) for name in columns]
     arrays = [
         targets.column(name).combine_chunks() if name in targets.column_names else batch.column(name)
         for name in columns
     ]
-    return pa.RecordBatch.from_arrays(arrays, names=columns)
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(taken))
 
 
 def _joined(source: Source, labels: Source, table: pa.Table, targets: list[str], on: str) -> Source:

@@ -331,3 +331,13 @@ def test_a_first_record_over_64_mib_is_refused_while_sampling(smoothl1_command, 
     line, rss = refused(smoothl1_command, tmp_path, data, name, "--loss", "smooth_l1")  # the default pred: inferred
     assert message in line
     assert rss < 1.3 * plain, (rss, plain)
+
+
+@pytest.mark.parametrize("on", [[], ["--on", "id"]])
+def test_text_integers_beyond_2_53_are_reported_with_labels_too(smoothl1_command, tmp_path, on) -> None:
+    (tmp_path / "preds.csv").write_text("id,p\n1,9007199254740993\n2,1\n")
+    (tmp_path / "labels.csv").write_text("id,y\n1,0\n2,0\n")
+    args = ["eval", tmp_path / "preds.csv", "-p", "p", "--labels", tmp_path / "labels.csv", *on, "-t", "y", "-q"]
+    result = run_command(smoothl1_command, *args)
+    assert result.returncode == 0, result.stderr.decode()
+    assert "column 'p' holds integers beyond 2**53" in result.stderr.decode()
