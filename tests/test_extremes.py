@@ -289,8 +289,9 @@ def test_uint64_beyond_2_63_in_parquet(tmp_path) -> None:
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_integers_beyond_2_53_in_text_round_like_any_decimal(tmp_path, fmt) -> None:
-    """In text a long integer is decimal text like 0.1: parsed to the nearest float64, with the same
-    value as its Parquet copy (no warning is required: every decimal in text is rounded)."""
+    """In text a long integer is parsed to the nearest float64, with the same value as its Parquet
+    copy, and the same warning (a decimal such as 0.1 is rounded too, but written as an integer the
+    user may expect it exact)."""
     target, pred = BIG + [10**25], BIG_PRED + [10**25 + 1]
     if fmt == "csv":
         path = write_csv(tmp_path / "ints.csv", {"y": target, "pred": pred})
@@ -299,6 +300,7 @@ def test_integers_beyond_2_53_in_text_round_like_any_decimal(tmp_path, fmt) -> N
         path.write_text("".join(f'{{"y": {t}, "pred": {p}}}\n' for t, p in zip(target, pred, strict=True)))
     report, _ = evaluate(path, "-t", "y", "-p", "pred")
     check_stats(report["results"][0], exact_stats(float64_of(pred), float64_of(target)))
+    assert any("2**53" in warning and "'y'" in warning for warning in report["warnings"])
 
 
 # --- degenerate shapes -------------------------------------------------------------------------
