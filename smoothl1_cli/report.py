@@ -110,6 +110,7 @@ class WorstRow:
 class Gate:
     passed: bool = True
     failures: tuple[str, ...] = ()
+    checked: bool = False  # a gate was asked for (--fail-above, --baseline, compare): its pass is news
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "failures": list(self.failures)}
@@ -164,7 +165,7 @@ class Report:
 
     def with_gate(self, gate: Gate, comparison: Comparison | None = None) -> Report:
         """This report with `gate` added to its gate (failures of both count)."""
-        merged = Gate(self.gate.passed and gate.passed, self.gate.failures + gate.failures)
+        merged = Gate(self.gate.passed and gate.passed, self.gate.failures + gate.failures, checked=True)
         return replace(self, gate=merged, comparison=comparison or self.comparison)
 
     def to_dict(self, groups: bool = True) -> dict[str, Any]:
