@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +108,104 @@ def test_no_gate_no_gate_line(smoothl1_command, tmp_path):
     path.write_text("y,pred\n1,1.5\n2,2.5\n")
     text = screen(smoothl1_command, 80, path, "-t", "y")
     assert "gate passed" not in text
+
+
+# --- the histogram -------------------------------------------------------------------------------------------
+
+
+def histograms(text: str) -> dict[str, list[tuple[str, int]]]:
+    """Each pred's histogram on the screen as (label, count) rows, the beta line as ("|d| = beta", -1)."""
+    shown: dict[str, list[tuple[str, int]]] = {}
+    rows: list[tuple[str, int]] = []
+    for line in text.splitlines():
+        if line.strip().startswith("loss distribution: "):
+            rows = shown.setdefault(line.strip().removeprefix("loss distribution: "), [])
+        elif "┄┄" in line:
+            rows.append((line.split("┄")[0].strip(), -1))
+        elif any(mark in line for mark in "█▏·"):
+            label, count = re.split(r"\s+[█▏·]+\s+", line.strip())
+            rows.append((label, int(count)))  # a count that is not an integer fails here
+        elif not line.strip() or "worst rows" in line or "┏" in line:
+            rows = []
+    return shown
+
+
+def spread_out(tmp_path: Path, rows: int, nan_rows: int = 0) -> tuple[Path, dict[str, list[float]]]:
+    """Two preds whose |d| spans 1e-8 .. 1e2 (and 0 for a few rows), in a CSV; NaN in pred `b`'s first rows."""
+    columns: dict[str, list[float]] = {"y": [], "a": [], "b": []}
+    for i in range(rows):
+        target = (i % 17) * 0.5
+        exponent = -8 + 10 * ((i * 7919) % rows) / rows
+        d = 0.0 if i % 101 == 0 else 10.0**exponent
+        columns["y"].append(target)
+        columns["a"].append(target + d * (-1) ** i)
+        columns["b"].append(math.nan if i < nan_rows else target + 3 * d)
+    path = tmp_path / "spread.csv"
+    lines = ["y,a,b", *(",".join(repr(columns[c][i]) for c in ("y", "a", "b")) for i in range(rows))]
+    path.write_text("\n".join(lines).replace("nan", "") + "\n")
+    return path, columns
+
+
+def bounds(label: str) -> list[float]:
+    return [float(part) for part in label.split(" – ")]
+
+
+@pytest.mark.parametrize("rows", [400, 6000])  # exact values, and the sketch (more than 4,096 rows)
+def test_histograms_share_bins_inside_min_max_with_exact_counts(smoothl1_command, tmp_path, rows):
+    path, columns = spread_out(tmp_path, rows)
+    saved = tmp_path / "report.json"
+    text = screen(smoothl1_command, 80, path, "-t", "y", "-p", "a", "-p", "b", "--top", "0", "-o", saved)
+    shown = histograms(text)
+    results = {r["pred"]: r for r in json.loads(saved.read_text())["results"]}
+    assert [label for label, _ in shown["a"]] == [label for label, _ in shown["b"]]  # the same bins
+    lowest = min(r["min"] for r in results.values())
+    highest = max(r["max"] for r in results.values())
+    for pred in ("a", "b"):
+        counts = [count for _, count in shown[pred] if count >= 0]
+        assert sum(counts) == rows  # every row in exactly one bin
+        zeros = sum(1 for p, t in zip(columns[pred], columns["y"], strict=True) if p == t)
+        assert shown[pred][0] == ("0", zeros)  # a bin of exact zeros, as one value
+        for label, count in shown[pred]:
+            if count >= 0:
+                assert all(float(f"{lowest:.6g}") <= edge <= float(f"{highest:.6g}") for edge in bounds(label))
+    assert any(count == 0 for _, count in shown["a"] + shown["b"])  # b's losses start higher: an empty bin shows 0
+
+
+def test_the_beta_line_splits_quadratic_from_linear_rows(smoothl1_command, tmp_path):
+    path, columns = spread_out(tmp_path, 400)
+    text = screen(smoothl1_command, 80, path, "-t", "y", "-p", "a", "--top", "0")
+    rows = histograms(text)["a"]
+    line = rows.index(("|d| = beta", -1))
+    quadratic = sum(1 for p, t in zip(columns["a"], columns["y"], strict=True) if abs(p - t) < 1)
+    assert sum(count for _, count in rows[:line]) == quadratic
+    assert sum(count for _, count in rows[line + 1 :]) == len(columns["a"]) - quadratic
+    assert bounds(rows[line - 1][0])[-1] == 0.5  # the loss at |d| = beta
+
+
+def test_a_narrow_terminal_keeps_bars_and_labels_on_one_line(smoothl1_command, tmp_path):
+    path, _ = spread_out(tmp_path, 400)
+    text = screen(smoothl1_command, 50, path, "-t", "y", "-p", "a", "--top", "0")
+    assert "…" not in text
+    assert all(len(line) <= 50 for line in text.splitlines())
+    rows = histograms(text)["a"]
+    assert sum(count for _, count in rows if count >= 0) == 400
+    bars = {line.count("█") for line in text.splitlines() if "█" in line}
+    assert max(bars) >= 8  # the peak still has a bar to compare against
+
+
+def test_small_bins_get_a_mark_and_nan_rows_a_bin_under_propagate(smoothl1_command, tmp_path):
+    path, _ = spread_out(tmp_path, 400, nan_rows=3)
+    text = screen(smoothl1_command, 80, path, "-t", "y", "-p", "b", "--top", "0", "--nan-policy", "propagate")
+    rows = histograms(text)["b"]
+    assert rows[-1] == ("nan", 3)
+    assert sum(count for _, count in rows if count >= 0) == 400
+    for line in text.splitlines():
+        if re.search(r"\s[1-9]\d*\s*$", line) and " – " in line:
+            assert "█" in line or "▏" in line  # a non-empty bin always draws something
+
+
+def test_equal_losses_make_one_single_value_bin(smoothl1_command, tmp_path):
+    path = tmp_path / "worked.csv"
+    path.write_text("pred,target\n0.5,1\n1.5,2\n2.5,3\n")
+    rows = histograms(screen(smoothl1_command, 80, path, "-t", "target"))["pred"]
+    assert rows == [("0.125", 3)]
