@@ -13,12 +13,15 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from smoothl1_cli import __version__
 from smoothl1_cli.errors import ExitCode, InputError, Terminated
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 FORMATS = ("auto", "table", "json", "markdown", "csv")
 ISSUES_URL = "https://github.com/smoothl1/smoothl1/issues"
@@ -103,6 +106,33 @@ class Seed(click.IntRange):
         return "0<=x<2**64"
 
 
+def _paths(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """A path: left to the shell's own file completion."""
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(incomplete, type="file")]
+
+
+def _columns(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Column names from the header of the first INPUT that is a file (after the last comma of a list);
+    nothing where the header cannot be read."""
+    from click.shell_completion import CompletionItem
+
+    from smoothl1_cli.readers import open_source
+
+    given = [*(ctx.params.get("inputs") or ()), *ctx.args]  # before an option's missing value, INPUT is in args
+    files = [spec for spec in given if os.path.isfile(spec)]
+    if not files:
+        return []
+    try:
+        source = open_source(files[0], ctx.params.get("input_format"))
+    except Exception:  # a completion must never fail: no names, and the shell carries on
+        return []
+    source.close()
+    done, comma, partial = incomplete.rpartition(",")
+    return [CompletionItem(done + comma + name) for name in source.columns if name.startswith(partial)]
+
+
 _ENVIRONMENT_ERRORS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EBADF}
 
 
@@ -151,7 +181,7 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
 
 
 @cli.command("eval", cls=SectionedCommand)
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...", shell_complete=_paths)
 @click.option(
     "-t",
     "--target",
@@ -159,10 +189,17 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
     multiple=True,
     required=True,
     metavar="COL",
+    shell_complete=_columns,
     help="Target column(s); repeat or comma-separate.",
 )
 @click.option(
-    "-p", "--pred", "pred", multiple=True, metavar="COL", help="Prediction column(s); default: detected by name."
+    "-p",
+    "--pred",
+    "pred",
+    multiple=True,
+    metavar="COL",
+    shell_complete=_columns,
+    help="Prediction column(s); default: detected by name.",
 )
 @click.option(
     "--loss",
@@ -191,7 +228,13 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
     show_default=True,
     help="The value reported: the mean or sum of the per-row losses; none streams them to stdout as CSV.",
 )
-@click.option("-w", "--weight", metavar="COL", help="Sample-weight column: value = sum(w*l) / sum(w).")
+@click.option(
+    "-w",
+    "--weight",
+    metavar="COL",
+    shell_complete=_columns,
+    help="Sample-weight column: value = sum(w*l) / sum(w).",
+)
 @click.option(
     "--nan-policy",
     type=click.Choice(["error", "omit", "propagate"]),
@@ -199,10 +242,22 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
     show_default=True,
     help="Rows with a missing, NaN or infinite pred, target or weight: an error, left out, or let through as NaN.",
 )
-@click.option("--id", "id_column", metavar="COL", help="Column carried into per-row output and worst rows.")
-@click.option("--group-by", "group_by", metavar="COL", help="A result per value of COL as well as overall.")
-@click.option("--labels", metavar="FILE", help="Take the target column(s) from FILE ...")
-@click.option("--on", metavar="KEY", help="... joined on column KEY (default: row by row).")
+@click.option(
+    "--id",
+    "id_column",
+    metavar="COL",
+    shell_complete=_columns,
+    help="Column carried into per-row output and worst rows.",
+)
+@click.option(
+    "--group-by",
+    "group_by",
+    metavar="COL",
+    shell_complete=_columns,
+    help="A result per value of COL as well as overall.",
+)
+@click.option("--labels", metavar="FILE", shell_complete=_paths, help="Take the target column(s) from FILE ...")
+@click.option("--on", metavar="KEY", shell_complete=_columns, help="... joined on column KEY (default: row by row).")
 @click.option(
     "--top", type=click.IntRange(min=0), metavar="K", default=5, show_default=True, help="How many worst rows."
 )
@@ -224,7 +279,13 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
     help="Bootstrap seed (same seed, same interval).",
 )
 @click.option("--exact-quantiles", is_flag=True, help="Exact p50..p99 (memory grows with rows) instead of the sketch.")
-@click.option("--per-row", "per_row", metavar="FILE", help="Also write per-row losses: CSV, .parquet, or - for stdout.")
+@click.option(
+    "--per-row",
+    "per_row",
+    metavar="FILE",
+    shell_complete=_paths,
+    help="Also write per-row losses: CSV, .parquet, or - for stdout.",
+)
 @click.option(
     "-f",
     "--format",
@@ -234,10 +295,17 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
     show_default=True,
     help="Report format; auto: a table on a terminal, JSON otherwise.",
 )
-@click.option("-o", "--output", metavar="FILE", help="Also write the JSON report to FILE (atomically).")
+@click.option(
+    "-o", "--output", metavar="FILE", shell_complete=_paths, help="Also write the JSON report to FILE (atomically)."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the value(s).")
 @click.option("--fail-above", type=float, metavar="X", help="Exit 1 if a value exceeds X.")
-@click.option("--baseline", metavar="REPORT", help="Exit 1 if a value got worse than in this saved JSON report ...")
+@click.option(
+    "--baseline",
+    metavar="REPORT",
+    shell_complete=_paths,
+    help="Exit 1 if a value got worse than in this saved JSON report ...",
+)
 @click.option("--max-increase", metavar="X[%]", help="... by more than X (absolute) or X% (relative).  [default: 0]")
 @click.option(
     "--backend",
@@ -311,8 +379,8 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
 
 
 @cli.command("compare", cls=SectionedCommand)
-@click.argument("baseline", metavar="BASELINE.json")
-@click.argument("current", metavar="CURRENT.json")
+@click.argument("baseline", metavar="BASELINE.json", shell_complete=_paths)
+@click.argument("current", metavar="CURRENT.json", shell_complete=_paths)
 @click.option("--max-increase", metavar="X[%]", default="0", show_default=True, help="Allowed increase: X or X%.")
 @click.option(
     "-f",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 
 import click
 import pytest
@@ -95,3 +97,39 @@ def test_compare_quiet_prints_no_report(smoothl1_command, two_reports):
     assert (baseline, current) == (0.125, 0.5)  # the worked example, and |d| = 1: 1 - 0.5
     (line,) = regressed.stderr.decode().splitlines()
     assert line.startswith("gate failed: pred: 0.125 -> 0.5")
+
+
+# --- shell completion (click's _SMOOTHL1_COMPLETE protocol, as the shell scripts call it) ---------------------
+
+
+def complete(smoothl1_command: list[str], line: str) -> list[tuple[str, ...]]:
+    """What `smoothl1 ...<Tab>` offers at the end of `line`, as (type, value) pairs (bash's protocol)."""
+    words = line.split(" ")
+    env = {**os.environ, "_SMOOTHL1_COMPLETE": "bash_complete", "COMP_WORDS": line, "COMP_CWORD": str(len(words) - 1)}
+    done = subprocess.run(smoothl1_command, env=env, capture_output=True, timeout=60, check=False)
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr
+    return [tuple(item.split(",", 1)) for item in done.stdout.decode().splitlines() if item]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_column_options_complete_the_inputs_header(smoothl1_command, write_table, fmt):
+    path = write_table(fmt, image=["a"], y=[1.0], y_pred=[1.5], w=[1.0])
+    names = [("plain", name) for name in ("image", "y", "y_pred", "w")]
+    for option in ("-t", "--pred", "-w", "--id", "--group-by"):
+        assert complete(smoothl1_command, f"smoothl1 eval {path} {option} ") == names, option
+    assert complete(smoothl1_command, f"smoothl1 eval {path} -t y -p y") == [("plain", "y"), ("plain", "y_pred")]
+    assert complete(smoothl1_command, f"smoothl1 eval {path} -t image,y_") == [("plain", "image,y_pred")]
+
+
+def test_paths_complete_as_files(smoothl1_command):
+    for line in ("smoothl1 eval sample_da", "smoothl1 eval x.csv -o rep", "smoothl1 eval x.csv --baseline rep",
+                 "smoothl1 eval x.csv --labels lab", "smoothl1 eval x.csv --per-row ro",
+                 "smoothl1 compare rep", "smoothl1 compare a.json rep"):  # fmt: skip
+        assert complete(smoothl1_command, line) == [("file", line.rsplit(" ", 1)[1])], line
+
+
+def test_an_unreadable_input_completes_no_columns(smoothl1_command, tmp_path):
+    corrupt = tmp_path / "broken.parquet"
+    corrupt.write_bytes(b"PAR1 not really parquet PAR1")
+    for path in (corrupt, tmp_path / "missing.csv", tmp_path):
+        assert complete(smoothl1_command, f"smoothl1 eval {path} -t ") == []
