@@ -436,22 +436,49 @@ PROGRESS_MIN_BYTES = 64 << 20
 
 @contextmanager
 def _progress_bar(sources: list[Any], enabled: bool | None) -> Iterator[None]:
-    """A rich progress bar on stderr while reading; by default only on a terminal and for large inputs."""
-    total = sum(source.size or 0 for source in sources)
+    """A rich progress bar on stderr while reading; by default only on a terminal and for large inputs.
+
+    It counts what its total counts: rows where every input's footer says how many (Parquet, Arrow
+    IPC files), else bytes on disk, with no total where the bytes read are not those (compressed
+    text, standard input).
+    """
+    size = sum(source.size or 0 for source in sources)
     if enabled is None:
-        enabled = sys.stderr.isatty() and total >= PROGRESS_MIN_BYTES
+        enabled = sys.stderr.isatty() and size >= PROGRESS_MIN_BYTES
     if not enabled:
         yield
         return
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
-    columns = (TextColumn("reading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    in_rows = all(source.rows is not None for source in sources)
+    known = in_rows or all(
+        source.size is not None and (source.rows is not None or not source.compressed) for source in sources
+    )
+    total = sum((source.rows if in_rows else source.size) or 0 for source in sources) if known else None
+    counted = (MofNCompleteColumn(), TextColumn("rows"), TextColumn("{task.fields[rate]} rows/s")) if in_rows else (
+        DownloadColumn(), TransferSpeedColumn())  # fmt: skip
+    columns = (TextColumn("reading"), BarColumn(), *counted, TimeRemainingColumn())
     console = Console(stderr=True, force_terminal=True)  # --progress asked for it, even into a pipe
     with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("reading", total=total or None)
-        for source in sources:
-            source.progress.append(lambda done: bar.advance(task, done))
+        task = bar.add_task("reading", total=total, rate="?")
+
+        def advance(done: int) -> None:
+            bar.advance(task, done)
+            speed = bar.tasks[0].speed
+            bar.update(task, rate="?" if speed is None else f"{speed:,.0f}")
+
+        for source in sources:  # next to text, a Parquet file's rows count as their share of its bytes
+            share = 1.0 if in_rows or source.rows is None else (source.size or 0) / max(source.rows, 1)
+            source.progress.append(lambda done, share=share: advance(round(done * share)))
         yield
 
 

@@ -160,6 +160,8 @@ class Source:
     numeric: AbstractSet[str]
     stream_batches: Callable[[list[str], set[str], int], Iterator[pa.RecordBatch]]
     size: int | None = None  # bytes on disk, for the progress bar
+    rows: int | None = None  # from a Parquet or IPC footer: then progress counts rows, not bytes
+    compressed: bool = False  # progress counts decompressed bytes: more than `size`
     types: dict[str, str] = field(default_factory=dict)  # Arrow type names, where the format has a schema
     progress: list[_ProgressFn] = field(default_factory=list)
     close: Callable[[], None] = lambda: None
@@ -203,7 +205,9 @@ def open_source(spec: str | Path, input_format: str | None = None) -> Source:
         count_lines = (
             _pread_counter(raw.fileno()) if codec is None else _newline_counter(lambda: _file_stream(path, codec))
         )
-        return _open_stream(label, _Prefixed(raw), fmt, size, count_lines)
+        source = _open_stream(label, _Prefixed(raw), fmt, size, count_lines)
+        source.compressed = codec is not None
+        return source
     except FileNotFoundError as exc:
         raise InputError(f"{label}: no such file") from exc
     except PermissionError as exc:
@@ -369,7 +373,6 @@ def _open_random_access(label: str, file: pa.NativeFile, fmt: str, size: int | N
 
         def parquet_batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
             metadata = parquet.metadata
-            share = (size or 0) / max(metadata.num_rows, 1)  # progress in bytes, by rows read
             leaves = [metadata.schema.column(i).path.split(".")[0] for i in range(metadata.num_columns)]
             wanted = [i for i, top in enumerate(leaves) if top in columns]  # a struct's leaves count too
             for group in range(metadata.num_row_groups):
@@ -385,12 +388,13 @@ def _open_random_access(label: str, file: pa.NativeFile, fmt: str, size: int | N
                     batches = parquet.iter_batches(batch_size=chunk_rows, row_groups=[group], columns=columns)
                 for batch in batches:
                     yield batch.select(columns)
-                for report in source.progress:
-                    report(round(row_group.num_rows * share))
+                    for report in source.progress:
+                        report(batch.num_rows)
 
         source = Source(
-            label, fmt, schema.names, _numeric_of(schema), parquet_batches, size, _types_of(schema), close=file.close
-        )
+            label, fmt, schema.names, _numeric_of(schema), parquet_batches, size, parquet.metadata.num_rows,
+            types=_types_of(schema), close=file.close,
+        )  # fmt: skip
         return source
     import pyarrow.ipc as ipc
 
@@ -408,8 +412,15 @@ def _open_random_access(label: str, file: pa.NativeFile, fmt: str, size: int | N
     def ipc_batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
         for batch in batch_iter():
             yield from pa.Table.from_batches([batch.select(columns)]).to_batches(max_chunksize=chunk_rows)
+            for report in source.progress if rows is not None else ():  # rows of a stream: no total to count to
+                report(batch.num_rows)
 
-    return Source(label, fmt, schema.names, _numeric_of(schema), ipc_batches, size, _types_of(schema), close=file.close)
+    rows = reader.count_rows() if isinstance(reader, ipc.RecordBatchFileReader) else None  # a stream has no footer
+    source = Source(
+        label, fmt, schema.names, _numeric_of(schema), ipc_batches, size, rows, types=_types_of(schema),
+        close=file.close,
+    )  # fmt: skip
+    return source
 
 
 def _numeric_of(schema: pa.Schema) -> set[str]:

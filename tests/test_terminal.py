@@ -165,3 +165,33 @@ def test_progress_forces_a_bar_even_when_stderr_is_piped(smoothl1_command):
     done = run_command(smoothl1_command, "eval", SAMPLE, "-t", "y", "--progress")
     assert done.returncode == 0
     assert "reading" in plain(done.stderr)
+
+
+def _bar_counts(err: bytes, unit: str) -> list[tuple[str, str]]:
+    """Every 'done/total UNIT' the bar showed."""
+    return re.findall(rf"(\S+)/(\S+) {unit}\b", plain(err))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "arrow"])
+def test_progress_on_a_file_with_a_footer_counts_rows_up_to_its_rows(smoothl1_command, write_table, fmt):
+    rows = 3000
+    path = write_table(fmt, y=[float(i) for i in range(rows)], pred=[i + 0.5 for i in range(rows)], unused=[0.0] * rows)
+    out, err = run_on_pty(smoothl1_command, "eval", path, "-t", "y", "-p", "pred", "--progress", "--chunk-rows", "500",
+                          stdout_tty=False, stderr_tty=True)  # fmt: skip
+    assert json.loads(out)["rows"] == rows
+    counts = _bar_counts(err, "rows")
+    assert counts, plain(err)
+    assert all(total == str(rows) and int(done) <= rows for done, total in counts)
+    assert counts[-1] == (str(rows), str(rows))
+    assert "rows/s" in plain(err)
+
+
+def test_progress_on_compressed_text_claims_no_compressed_total(smoothl1_command, write_table):
+    """The bar counts decompressed bytes: the file's (compressed) size is no total for them."""
+    rows = 3000
+    path = write_table("csv.gz", y=[float(i) for i in range(rows)], pred=[i + 0.5 for i in range(rows)])
+    out, err = run_on_pty(smoothl1_command, "eval", path, "-t", "y", "--progress", stdout_tty=False, stderr_tty=True)
+    assert json.loads(out)["rows"] == rows
+    counts = _bar_counts(err, "(?:bytes|kB|MB|GB)")
+    assert counts, plain(err)
+    assert all(total == "?" for _, total in counts)
