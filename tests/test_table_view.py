@@ -209,3 +209,42 @@ def test_equal_losses_make_one_single_value_bin(smoothl1_command, tmp_path):
     path.write_text("pred,target\n0.5,1\n1.5,2\n2.5,3\n")
     rows = histograms(screen(smoothl1_command, 80, path, "-t", "target"))["pred"]
     assert rows == [("0.125", 3)]
+
+
+# --- the Python API's frames ---------------------------------------------------------------------------------
+
+
+def test_frames_are_flat_and_a_dataframe_index_is_the_id():
+    import pandas as pd
+
+    from smoothl1_cli import evaluate
+
+    houses = [f"house-{i}" for i in range(12)]
+    target = [0.5 * i for i in range(12)]
+    preds = {"a": [t + 0.3 * (-1) ** i for i, t in enumerate(target)], "b": [t + 0.2 * i for i, t in enumerate(target)]}
+    frame = pd.DataFrame({"y": target, **preds, "g": ["x", "y", "z"] * 4}, index=pd.Index(houses, name="house"))
+    report = evaluate(frame, "y", pred=["a", "b"], group_by="g", id="house", ci=0.9, bootstrap=50, top=3)
+    results = report.to_frame()
+    assert not any(isinstance(cell, dict) for cell in results.to_numpy().ravel())
+    for column in ("p50", "p95", "ci_low", "ci_high", "paired_difference", "paired_p_value"):
+        assert column in results.columns, column
+    expected = {pred: reference_mean(values, target) for pred, values in preds.items()}
+    assert dict(zip(results["pred"], results["value"], strict=True)) == pytest.approx(expected, rel=1e-12)
+    difference = results.set_index("pred").loc["b", "paired_difference"]
+    assert difference == pytest.approx(expected["b"] - expected["a"], rel=1e-9)
+
+    groups = report.to_frame("groups")
+    assert len(groups) == 3 * 2
+    for row in groups.itertuples():
+        rows = [i for i in range(12) if "xyz"[i % 3] == row.group]
+        reference = math.fsum(reference_loss(preds[row.pred][i], target[i]) for i in rows) / len(rows)
+        assert row.value == pytest.approx(reference, rel=1e-12)
+        assert row.count == len(rows)
+
+    worst = report.to_frame("worst_rows")
+    assert len(worst) == 3 * 2
+    for row in worst.itertuples():
+        assert row.id == houses[row.row]  # the index's labels, not row numbers
+        assert row.loss == pytest.approx(reference_loss(preds[row.pred][row.row], target[row.row]), rel=1e-15)
+    with pytest.raises(ValueError, match="'results', 'groups' or 'worst_rows'"):
+        report.to_frame("rows")
