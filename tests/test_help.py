@@ -11,7 +11,7 @@ import click
 import pytest
 
 from smoothl1_cli.cli import HELP_SECTIONS, cli
-from tests.conftest import run_command
+from tests.conftest import invoke, run_command
 
 COLUMN_OPTIONS = ("-t, --target", "-p, --pred", "-w, --weight", "--id", "--group-by")
 
@@ -133,3 +133,10 @@ def test_an_unreadable_input_completes_no_columns(smoothl1_command, tmp_path):
     corrupt.write_bytes(b"PAR1 not really parquet PAR1")
     for path in (corrupt, tmp_path / "missing.csv", tmp_path):
         assert complete(smoothl1_command, f"smoothl1 eval {path} -t ") == []
+
+
+def test_compare_table_says_the_gate_passed(two_reports):
+    base, _ = two_reports
+    result = invoke(["compare", base, base, "-f", "table"])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[-1] == "gate passed"

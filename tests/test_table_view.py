@@ -248,3 +248,13 @@ def test_frames_are_flat_and_a_dataframe_index_is_the_id():
         assert row.loss == pytest.approx(reference_loss(preds[row.pred][row.row], target[row.row]), rel=1e-15)
     with pytest.raises(ValueError, match="'results', 'groups' or 'worst_rows'"):
         report.to_frame("rows")
+
+
+def test_the_table_shows_the_reports_warnings(smoothl1_command, tmp_path):
+    path = tmp_path / "huge.csv"
+    path.write_text("y,pred\n-1e308,1e308\n1,1.5\n")  # d = 2e308 overflows float64: the loss is inf
+    saved = tmp_path / "report.json"
+    text = screen(smoothl1_command, 200, path, "-t", "y", "-o", saved)
+    (warning,) = json.loads(saved.read_text())["warnings"]
+    assert "overflows float64" in warning
+    assert f"warning: {warning}" in " ".join(text.split())  # wrapped lines joined
