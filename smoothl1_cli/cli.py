@@ -449,36 +449,40 @@ def _progress_bar(sources: list[Any], enabled: bool | None) -> Iterator[None]:
         yield
         return
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     in_rows = all(source.rows is not None for source in sources)
     known = in_rows or all(
         source.size is not None and (source.rows is not None or not source.compressed) for source in sources
     )
     total = sum((source.rows if in_rows else source.size) or 0 for source in sources) if known else None
-    counted = (MofNCompleteColumn(), TextColumn("rows"), TextColumn("{task.fields[rate]} rows/s")) if in_rows else (
-        DownloadColumn(), TransferSpeedColumn())  # fmt: skip
-    columns = (TextColumn("reading"), BarColumn(), *counted, TimeRemainingColumn())
+    counted = (MofNCompleteColumn(), TextColumn("rows")) if in_rows else (DownloadColumn(),)
+    columns = (
+        TextColumn("reading"),
+        BarColumn(),
+        *counted,
+        TextColumn("{task.fields[rate]} rows/s"),
+        TimeRemainingColumn(),
+    )
     console = Console(stderr=True, force_terminal=True)  # --progress asked for it, even into a pipe
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("reading", total=total, rate="?")
+        read = [0]  # rows so far, for the rate
 
-        def advance(done: int) -> None:
-            bar.advance(task, done)
-            speed = bar.tasks[0].speed
-            bar.update(task, rate="?" if speed is None else f"{speed:,.0f}")
+        def advance(done: int, rows: int) -> None:
+            read[0] += rows
+            elapsed = bar.tasks[0].elapsed
+            bar.update(task, advance=done, rate=f"{read[0] / elapsed:,.0f}" if elapsed else "?")
 
-        for source in sources:  # next to text, a Parquet file's rows count as their share of its bytes
-            share = 1.0 if in_rows or source.rows is None else (source.size or 0) / max(source.rows, 1)
-            source.progress.append(lambda done, share=share: advance(round(done * share)))
+        for source in sources:
+            if in_rows:
+                source.progress.append(lambda done: advance(done, done))
+            elif source.rows is not None:  # next to text, a Parquet file's rows count as their share of its bytes
+                share = (source.size or 0) / max(source.rows, 1)
+                source.progress.append(lambda done, share=share: advance(round(done * share), done))
+            else:
+                source.progress.append(lambda done: advance(done, 0))
+                source.rows_read.append(lambda rows: advance(0, rows))
         yield
 
 

@@ -164,6 +164,7 @@ class Source:
     compressed: bool = False  # progress counts decompressed bytes: more than `size`
     types: dict[str, str] = field(default_factory=dict)  # Arrow type names, where the format has a schema
     progress: list[_ProgressFn] = field(default_factory=list)
+    rows_read: list[_ProgressFn] = field(default_factory=list)  # text: rows parsed (progress counts bytes)
     close: Callable[[], None] = lambda: None
 
     def batches(self, columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
@@ -447,6 +448,7 @@ class _TextReader:
     count_lines: Callable[[int], int | None] | None = None  # None: count as we go (input read once)
     newlines_before: int = 0  # counted as we go, where count_lines is None
     progress: list[_ProgressFn] = field(default_factory=list)
+    rows_read: list[_ProgressFn] = field(default_factory=list)
 
     @property
     def lines_before(self) -> int | None:
@@ -506,6 +508,8 @@ class _TextReader:
         for block in self.blocks():
             table = parse(block)
             yield table
+            for report in self.rows_read:
+                report(table.num_rows)
             self.rows_before += table.num_rows
             self.bytes_before += len(block)
             if self.count_lines is None:  # an input we cannot read again: one count now, a few ms a block
@@ -674,7 +678,7 @@ def _open_delimited(
             yield from table.select(columns).to_batches()
 
     source = Source(label, "tsv" if delimiter == "\t" else "csv", names, numeric, batches, size)
-    reader.progress = source.progress
+    reader.progress, reader.rows_read = source.progress, source.rows_read
     return source
 
 
@@ -848,7 +852,7 @@ def _open_jsonl(label: str, reader: _TextReader, size: int | None) -> Source:
             yield from table.select(columns).to_batches()
 
     source = Source(label, "jsonl", names, numeric, batches, size)
-    reader.progress = source.progress
+    reader.progress, reader.rows_read = source.progress, source.rows_read
     return source
 
 

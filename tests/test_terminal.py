@@ -195,3 +195,4 @@ def test_progress_on_compressed_text_claims_no_compressed_total(smoothl1_command
     counts = _bar_counts(err, "(?:bytes|kB|MB|GB)")
     assert counts, plain(err)
     assert all(total == "?" for _, total in counts)
+    assert re.search(r"\b[1-9][\d,]* rows/s", plain(err))  # the rows parsed, as a rate
