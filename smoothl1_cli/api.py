@@ -103,7 +103,7 @@ def evaluate(
         settings = Options(target=_names(target), pred=_names(pred), **options)
     except TypeError as exc:
         raise InputError(str(exc)) from exc
-    sources = _sources(source, settings.input_format)
+    sources = _sources(source, settings.input_format, settings.id)
     if gates["per_row"] is not None:
         from smoothl1_cli.output import refuse_overwriting
 
@@ -134,7 +134,7 @@ def _names(names: str | Sequence[str] | None) -> tuple[str, ...]:
     return (names,) if isinstance(names, str) else tuple(names)
 
 
-def _sources(source: Any, input_format: str | None) -> list[Any]:
+def _sources(source: Any, input_format: str | None, id_column: str | None) -> list[Any]:
     import pyarrow as pa
 
     from smoothl1_cli.readers import source_from_table
@@ -146,6 +146,9 @@ def _sources(source: Any, input_format: str | None) -> list[Any]:
     if isinstance(source, Sequence) and source and all(isinstance(s, str | Path) for s in source):
         return open_all([str(s) for s in source], input_format)
     if type(source).__module__.startswith("pandas"):
+        index = {"index" if name is None else str(name) for name in source.index.names}  # reset_index's names
+        if id_column is not None and id_column not in source.columns and id_column in index:
+            source = source.reset_index()  # the index as the id: its values in the worst rows and per-row output
         return [source_from_table(pa.Table.from_pandas(source, preserve_index=False), "<DataFrame>")]
     raise InputError(f"cannot evaluate a {type(source).__name__}: pass a path, a pandas DataFrame or a pyarrow Table")
 

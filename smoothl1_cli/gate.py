@@ -124,7 +124,7 @@ class Comparison:
             for c in self.changes
             if c.verdict in ("regressed", "missing")
         )
-        return Gate(passed=not failures, failures=failures)
+        return Gate(passed=not failures, failures=failures, checked=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -173,8 +173,11 @@ class Source:
     numeric: AbstractSet[str]
     stream_batches: Callable[[list[str], set[str], int], Iterator[pa.RecordBatch]]
     size: int | None = None  # bytes on disk, for the progress bar
+    rows: int | None = None  # from a Parquet or IPC footer: then progress counts rows, not bytes
+    compressed: bool = False  # progress counts decompressed bytes: more than `size`
     types: dict[str, str] = field(default_factory=dict)  # Arrow type names, where the format has a schema
     progress: list[_ProgressFn] = field(default_factory=list)
+    rows_read: list[_ProgressFn] = field(default_factory=list)  # text: rows parsed (progress counts bytes)
     close: Callable[[], None] = lambda: None
     later_key: Callable[[str], bool] = lambda name: False  # JSON Lines: a key first seen after the sample
 
@@ -225,7 +228,9 @@ def open_source(spec: str | Path, input_format: str | None = None) -> Source:
         count_lines = (
             _pread_counter(raw.fileno()) if codec is None else _newline_counter(lambda: _file_stream(path, codec))
         )
-        return _open_stream(label, _Prefixed(raw), fmt, size, count_lines, lambda: _file_stream(path, codec))
+        source = _open_stream(label, _Prefixed(raw), fmt, size, count_lines, lambda: _file_stream(path, codec))
+        source.compressed = codec is not None
+        return source
     except FileNotFoundError as exc:
         raise InputError(f"{label}: no such file") from exc
     except PermissionError as exc:
@@ -475,7 +480,6 @@ def _open_random_access(label: str, file: pa.NativeFile, fmt: str, size: int | N
 
         def parquet_batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
             metadata = parquet.metadata
-            share = (size or 0) / max(metadata.num_rows, 1)  # progress in bytes, by rows read
             leaves = [metadata.schema.column(i).path.split(".")[0] for i in range(metadata.num_columns)]
             wanted = [i for i, top in enumerate(leaves) if top in columns]  # a struct's leaves count too
             for group in range(metadata.num_row_groups):
@@ -491,12 +495,13 @@ def _open_random_access(label: str, file: pa.NativeFile, fmt: str, size: int | N
                     batches = parquet.iter_batches(batch_size=chunk_rows, row_groups=[group], columns=columns)
                 for batch in batches:
                     yield batch.select(columns)
-                for report in source.progress:
-                    report(round(row_group.num_rows * share))
+                    for report in source.progress:
+                        report(batch.num_rows)
 
         source = Source(
-            label, fmt, schema.names, _numeric_of(schema), parquet_batches, size, _types_of(schema), close=file.close
-        )
+            label, fmt, schema.names, _numeric_of(schema), parquet_batches, size, parquet.metadata.num_rows,
+            types=_types_of(schema), close=file.close,
+        )  # fmt: skip
         return source
     import pyarrow.ipc as ipc
 
@@ -514,8 +519,15 @@ def _open_random_access(label: str, file: pa.NativeFile, fmt: str, size: int | N
     def ipc_batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
         for batch in batch_iter():
             yield from pa.Table.from_batches([batch.select(columns)]).to_batches(max_chunksize=chunk_rows)
+            for report in source.progress if rows is not None else ():  # rows of a stream: no total to count to
+                report(batch.num_rows)
 
-    return Source(label, fmt, schema.names, _numeric_of(schema), ipc_batches, size, _types_of(schema), close=file.close)
+    rows = reader.count_rows() if isinstance(reader, ipc.RecordBatchFileReader) else None  # a stream has no footer
+    source = Source(
+        label, fmt, schema.names, _numeric_of(schema), ipc_batches, size, rows, types=_types_of(schema),
+        close=file.close,
+    )  # fmt: skip
+    return source
 
 
 def _numeric_of(schema: pa.Schema) -> set[str]:
@@ -542,6 +554,7 @@ class _TextReader:
     count_lines: Callable[[int], int | None] | None = None  # None: count as we go (input read once)
     newlines_before: int = 0  # counted as we go, where count_lines is None
     progress: list[_ProgressFn] = field(default_factory=list)
+    rows_read: list[_ProgressFn] = field(default_factory=list)
 
     @property
     def lines_before(self) -> int | None:
@@ -603,6 +616,8 @@ class _TextReader:
         for block in self.blocks():
             table = parse(block)
             yield table
+            for report in self.rows_read:
+                report(table.num_rows)
             self.rows_before += table.num_rows
             self.bytes_before += len(block)
             if self.count_lines is None:  # an input we cannot read again: one count now, a few ms a block
@@ -766,7 +781,7 @@ def _open_delimited(
             yield from table.select(columns).to_batches()
 
     source = Source(label, "tsv" if delimiter == "\t" else "csv", names, numeric, batches, size)
-    reader.progress = source.progress
+    reader.progress, reader.rows_read = source.progress, source.rows_read
     return source
 
 
@@ -1015,7 +1030,7 @@ def _open_jsonl(
     source = Source(label, "jsonl", names, numeric, batches, size)
     if open_again is not None and len(sample) < len(reader.stream.peek(len(sample) + 1)):  # more than the sample
         source.later_key = lambda name: _key_type(label, open_again, name) is not None
-    reader.progress = source.progress
+    reader.progress, reader.rows_read = source.progress, source.rows_read
     return source
 
 

@@ -22,6 +22,8 @@ from smoothl1_cli.stats import QUANTILES
 GROUP_COLUMNS = ("count", "value", "mean", "std", "min", "max", "linear_fraction", "mae", "rmse")
 TABLE_GROUP_COLUMNS = ("count", "value", "std", "max", "mae", "rmse")  # what fits a terminal
 TABLE_GROUPS = 50  # the terminal shows this many group rows; JSON, CSV and markdown carry them all
+TABLE_COLUMNS = ("count", "omitted", "value", "mean", "sum", "std", "min", "p50", "p90", "p95", "p99", "max",
+                 "linear_fraction", "mae", "rmse")  # fmt: skip
 STAT_COLUMNS = ("count", "value", "mean", "std", "min", "p50", "p90", "p99", "max", "linear_fraction", "mae", "rmse")
 CSV_COLUMNS = (
     "count",
@@ -41,6 +43,8 @@ CSV_COLUMNS = (
 )
 MARKDOWN_LIMIT = 512 * 1024  # GitHub's job summary takes 1 MiB; stay well under it
 BAR_WIDTH = 30
+HISTOGRAM_BINS = 8  # log-spaced, over the losses above the 1st percentile (those below get a bin of their own)
+TABLE_HISTOGRAMS = 4
 
 
 def printable(text: str) -> str:
@@ -53,10 +57,18 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _rich(value: Any) -> str:
-    """Text from the data (names, ids, paths) for a rich table: shown as it is, never read as markup."""
+    """A cell of a rich table: numbers at full precision, text from the data (names, ids, paths) shown as
+    it is, never read as markup."""
     from rich.markup import escape
 
-    return escape(short(value))
+    return escape(_full(value))
+
+
+def _cell(value: Any) -> Any:
+    """A table cell: styled text as it is, anything else as _rich writes it."""
+    from rich.text import Text
+
+    return value if isinstance(value, Text) else _rich(value)
 
 
 def short(value: Any) -> str:
@@ -78,8 +90,8 @@ def _stat(result: Result, name: str) -> Any:
     """A statistic by its report name; None for quantiles a group result does not keep."""
     if name in QUANTILES:
         return result.summary.quantiles.get(name)
-    if name == "value":
-        return result.value
+    if name in ("value", "omitted"):
+        return getattr(result, name)
     return getattr(result.summary, name)
 
 
@@ -87,8 +99,8 @@ def _title(report: Report) -> str:
     return f"{report.loss} ({report.parameter_name}={short(report.parameter)}, reduction={report.reduction})"
 
 
-def _inputs(report: Report) -> str:
-    return f"{report.rows} rows from {', '.join(printable(i.path) for i in report.inputs)}"
+def _inputs(report: Report, note: str = "") -> str:
+    return f"{report.rows} rows{note} from {', '.join(printable(i.path) for i in report.inputs)}"
 
 
 def render_json(report: Report, out: TextIO) -> None:
@@ -266,60 +278,84 @@ def _write_capped(lines: list[str], out: TextIO) -> None:
 
 
 def render_table(report: Report, out: TextIO) -> None:
-    """Rich tables for a terminal: the gate, results, the loss distribution and the worst rows."""
+    """Rich tables for a terminal: the gate, results, the loss distribution and the worst rows. Every
+    number at full precision (as the JSON has it): a table too wide for the terminal becomes blocks."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.text import Text
 
     console = Console(file=out, highlight=False)
-    table = Table(title=_title(report), caption=_rich(_inputs(report)))  # a column per result: fits 80 columns
-    table.add_column("")
-    for result in report.all_results:
-        table.add_column(_rich(result.pred), justify="right", style="bold" if result is report.overall else None)
-    table.add_row("target", *(_rich(result.target) for result in report.all_results))
-    for name in STAT_COLUMNS:
-        table.add_row(name, *(short(_stat(result, name)) for result in report.all_results))
-    for label, cells in _uncertainty_rows(report):
-        table.add_row(_rich(label), *(short(cell) for cell in cells))
-    console.print(table)
+    console.print(Text(_title(report), style="bold"))  # a table's own title would wrap at the table's width
+    console.print(Text(_summary(report)))
+    results = report.all_results
+    rows = [["target", *(r.target for r in results)], *([n, *(_stat(r, n) for r in results)] for n in TABLE_COLUMNS)]
+    rows += [[label, *cells] for label, cells in _uncertainty_rows(report)]
+    console.print(_view(console, None, ["pred", *(r.pred for r in results)], rows, by_column=True))
     names = _names(report)
-    for result in report.results[:4]:
-        console.print(_histogram(result, with_target=len(names) > 1))
+    shown = report.results[:TABLE_HISTOGRAMS]
+    bins = _bins(report, shown)
+    counts = [_counts(result, bins) for result in shown]
+    peak = max((float(c.max()) for c in counts if c.size), default=0.0) or 1.0  # one scale: bars compare
+    for result, weights in zip(shown, counts, strict=True):
+        console.print(_histogram(console, report, result, bins, weights, peak, with_target=len(names) > 1))
     if report.worst_rows:
-        worst = Table(title="worst rows")
-        for name in ["row", *(["id"] if report.id_column else []), *names, "prediction", "actual", "loss"]:
-            worst.add_column(name, justify="left" if name in ("id", "pred", "target") else "right")
-        for row in report.worst_rows:
-            ident = [_rich(row.id)] if report.id_column else []
-            paired = [_rich(name) for name in [row.pred, row.target][: len(names)]]
-            worst.add_row(str(row.row), *ident, *paired, short(row.prediction), short(row.actual), short(row.loss))
-        console.print(worst)
+        header = ["row", *(["id"] if report.id_column else []), *names, "prediction", "actual", "loss"]
+        worst = [
+            [row.row, *([row.id] if report.id_column else []), *[row.pred, row.target][: len(names)], row.prediction,
+             row.actual, row.loss]
+            for row in report.worst_rows
+        ]  # fmt: skip
+        console.print(_view(console, "worst rows", header, worst))
     if report.groups:
-        console.print(_groups_table(report))
+        console.print(_groups_table(console, report))
     if report.comparison is not None:
-        console.print(_changes_table(report.comparison))
+        console.print(_changes_table(console, report.comparison))
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/] {_rich(warning)}")
     _print_gate(console, report.gate)
 
 
-def _groups_table(report: Report) -> Any:
+def _summary(report: Report) -> str:
+    """What was read, and what was left out of it (--nan-policy omit)."""
+    omitted = max((r.omitted for r in report.all_results), default=0)
+    return _inputs(report, f", {omitted} omitted (--nan-policy {report.nan_policy})" if omitted else "")
+
+
+def _view(console: Any, title: str | None, header: list[Any], rows: list[list[Any]], by_column: bool = False) -> Any:
+    """A table of rows (each record a column where `by_column`: the results side by side) if it fits the
+    terminal, else one block per record (as psql's expanded display): the layout changes, never a digit."""
+    from rich.measure import Measurement
     from rich.table import Table
 
+    table = Table(title=None if title is None else _rich(title))
+    for index, name in enumerate(header):
+        numeric = index > 0 if by_column else any(isinstance(row[index], int | float) for row in rows)
+        table.add_column(_rich(name), justify="right" if numeric else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*(_cell(cell) for cell in row))
+    if Measurement.get(console, console.options.update_width(1 << 20), table).maximum <= console.width:
+        return table
+    records = [[header[i], *(row[i] for row in rows)] for i in range(1, len(header))] if by_column else rows
+    fields = [header[0], *(row[0] for row in rows)] if by_column else header
+    blocks = Table(title=table.title, show_header=False)
+    blocks.add_column(no_wrap=True)
+    blocks.add_column(overflow="fold")  # a name longer than the terminal goes on, on the next line
+    for record in records:
+        for index, (name, cell) in enumerate(zip(fields, record, strict=True)):
+            blocks.add_row(_rich(name), _cell(cell), end_section=index == len(fields) - 1)
+    return blocks
+
+
+def _groups_table(console: Any, report: Report) -> Any:
     shown = report.groups[:TABLE_GROUPS]
-    caption = (
-        f"{len(shown)} of {len(report.groups)} rows shown; -f json or -f csv for all"
-        if len(shown) < len(report.groups)
-        else None
-    )
-    table = Table(title=f"by {_rich(report.group_by)}", caption=caption)
     names = _names(report)
-    for name in (report.group_by or "group", *names, *TABLE_GROUP_COLUMNS):
-        table.add_column(_rich(name), justify="right" if name in TABLE_GROUP_COLUMNS else "left")
-    for group in shown:
-        r = group.result
-        paired = [_rich(name) for name in [r.pred, r.target][: len(names)]]
-        table.add_row(_rich(group.group), *paired, *(short(_stat(r, n)) for n in TABLE_GROUP_COLUMNS))
-    return table
+    rows = [
+        [g.group, *[g.result.pred, g.result.target][: len(names)], *(_stat(g.result, n) for n in TABLE_GROUP_COLUMNS)]
+        for g in shown
+    ]
+    view = _view(console, f"by {report.group_by}", [report.group_by or "group", *names, *TABLE_GROUP_COLUMNS], rows)
+    if len(shown) < len(report.groups):
+        view.caption = f"{len(shown)} of {len(report.groups)} rows shown; -f json or -f csv for all"
+    return view
 
 
 def _uncertainty_rows(report: Report) -> list[tuple[str, list[Any]]]:
@@ -342,42 +378,117 @@ def _uncertainty_rows(report: Report) -> list[tuple[str, list[Any]]]:
     ][: 2 if len(report.results) == 1 else None]
 
 
-def _histogram(result: Result, with_target: bool) -> Any:
-    """The per-row losses of one result as horizontal bars over log-spaced bins."""
+def _split(report: Report) -> float | None:
+    """The loss at |d| = beta (or delta), where the loss turns from quadratic to linear; None for L1."""
+    if report.parameter == 0:
+        return None
+    return 0.5 * report.parameter * (report.parameter if report.loss == "huber" else 1.0)
+
+
+def _points(result: Result) -> tuple[Any, Any]:
+    """A result's losses (estimates once sketched, kept inside the exact [min, max]) and their weights."""
+    import numpy as np
+
+    if result.summary.distribution is None:
+        return np.zeros(0), np.zeros(0)
+    values, weights = result.summary.distribution.points()
+    inside = np.fmin(np.fmax(values, result.summary.min), result.summary.max)  # a NaN bound (propagate): none
+    return np.where(np.isfinite(values), inside, values), weights  # a new array: the sketch's values stay
+
+
+def _bins(report: Report, results: Sequence[Result]) -> list[tuple[float, float]]:
+    """The bins shared by the histograms of `results`, as (low, high): [low, high), the last one closed;
+    (v, v) holds the value v alone (0, inf, or every loss when they are all equal)."""
+    import numpy as np
+
+    parts = [_points(r) for r in results]
+    values = np.concatenate([np.zeros(0), *(v for v, _ in parts)])
+    weights = np.concatenate([np.zeros(0), *(w for _, w in parts)])
+    positive = (values > 0) & (values < math.inf) & (weights > 0)
+    bins = [(0.0, 0.0)] if np.any((values == 0) & (weights > 0)) else []
+    if positive.any():
+        low, high = float(values[positive].min()), float(values[positive].max())
+        if low == high:
+            bins.append((low, high))
+        else:
+            ordered = np.argsort(values[positive], kind="stable")
+            ranked, cumulative = values[positive][ordered], np.cumsum(weights[positive][ordered])
+            floor = float(ranked[np.searchsorted(cumulative, 0.01 * cumulative[-1])])
+            inner = np.geomspace(max(floor, low), high, HISTOGRAM_BINS + 1)[:-1]  # floor: the 1st percentile
+            edges = {low, high, _split(report), *(float(f"{edge:.3g}") for edge in inner)}  # round for people
+            bins += list(itertools.pairwise(sorted(e for e in edges if e is not None and low <= e <= high)))
+    if np.any((values == math.inf) & (weights > 0)):
+        bins.append((math.inf, math.inf))
+    return bins
+
+
+def _counts(result: Result, bins: list[tuple[float, float]]) -> Any:
+    """The weight of `result`'s losses in each bin (NaN last, under --nan-policy propagate)."""
+    import numpy as np
+
+    values, weights = _points(result)
+    counts = np.zeros(len(bins) + 1)
+    for index, (low, high) in enumerate(bins):
+        last = index == len(bins) - 1 or bins[index + 1][0] != high  # closed where no bin starts at `high`
+        inside = (values == low) if low == high else (values >= low) & ((values <= high) if last else (values < high))
+        counts[index] = float(weights[inside].sum())
+    counts[-1] = result.summary.distribution.nan if result.summary.distribution is not None else 0.0
+    return counts
+
+
+def _histogram(
+    console: Any, report: Report, result: Result, bins: list[tuple[float, float]], counts: Any, peak: float,
+    with_target: bool,
+) -> Any:  # fmt: skip
+    """The losses of one result as horizontal bars over the report's shared bins, with exact counts."""
     from rich.table import Table
 
-    bins = result.summary.distribution.histogram() if result.summary.distribution is not None else []
     name = f"{result.pred} (target {result.target})" if with_target else result.pred
+    split = _split(report)
+    rows = [
+        (short(low) if low == high else f"{short(low)} – {short(high)}", count, low < high == split)
+        for (low, high), count in zip(bins, counts, strict=False)
+    ]  # the last count, NaN's, has no bin
+    if counts[-1]:
+        rows.append(("nan", counts[-1], False))
+    texts = [_count(count) for _, count, _ in rows]
+    label_width = max((len(label) for label, _, _ in rows), default=0)
+    width = max(8, min(BAR_WIDTH, console.width - label_width - max(map(len, texts), default=0) - 7))
     table = Table(title=f"loss distribution: {_rich(name)}", show_header=False, box=None, padding=(0, 1))
-    table.add_column(justify="right")
-    table.add_column()
-    table.add_column(justify="right")
-    peak = max((weight for _, _, weight in bins), default=0.0) or 1.0
-    for low, high, weight in bins:
-        label = short(low) if low == high else f"{short(low)} – {short(high)}"
-        table.add_row(
-            label, "[cyan]" + "█" * round(BAR_WIDTH * weight / peak) + "[/]", short(weight).removesuffix(".0")
-        )
+    table.add_column(justify="right", no_wrap=True)
+    table.add_column(no_wrap=True)
+    table.add_column(justify="right", no_wrap=True)
+    for (label, count, at_split), text in zip(rows, texts, strict=True):
+        length = round(width * count / peak)
+        bar = "█" * length if length else ("▏" if count else "[dim]·[/]")  # a small bin still shows; 0 reads 0
+        table.add_row(label, f"[cyan]{bar}[/]", text)
+        if at_split:
+            table.add_row(f"[dim]|d| = {report.parameter_name}[/]", f"[dim]{'┄' * width}[/]", "")
+            table.caption = f"above ┄: quadratic (|d| < {report.parameter_name}); below: linear"
     return table
 
 
-def _changes_table(comparison: Comparison) -> Any:
-    from rich.table import Table
+def _count(weight: float) -> str:
+    """A bin's count as an integer (a weighted one at full precision)."""
+    return str(int(weight)) if float(weight).is_integer() else _full(float(weight))
 
-    table = Table(title=f"against the baseline (allowed increase {comparison.tolerance})")
-    for name in ("pred", "baseline", "current", "change", "change %", "verdict"):
-        table.add_column(name, justify="left" if name in ("pred", "verdict") else "right")
+
+def _changes_table(console: Any, comparison: Comparison) -> Any:
+    from rich.text import Text
+
     style = {"ok": "green", "noise": "green", "regressed": "bold red", "missing": "bold red", "new": "yellow"}
-    for c in comparison.changes:
-        table.add_row(
-            _rich(c.pred), short(c.baseline), short(c.current), short(c.change), _percent(c.relative_change),
-            f"[{style[c.verdict]}]{c.verdict}[/]",
-        )  # fmt: skip
-    return table
+    rows = [
+        [c.pred, c.baseline, c.current, c.change, _percent(c.relative_change), Text(c.verdict, style[c.verdict])]
+        for c in comparison.changes
+    ]
+    header = ["pred", "baseline", "current", "change", "change %", "verdict"]
+    return _view(console, f"against the baseline (allowed increase {comparison.tolerance})", header, rows)
 
 
 def _print_gate(console: Any, gate: Gate) -> None:
     if gate.passed:
+        if gate.checked:
+            console.print("[bold green]gate passed[/]")
         return
     console.print("[bold red]gate failed[/]")
     for failure in gate.failures:
@@ -397,7 +508,7 @@ def compare_table(comparison: Comparison, out: TextIO) -> None:
     from rich.console import Console
 
     console = Console(file=out, highlight=False)
-    console.print(_changes_table(comparison))
+    console.print(_changes_table(console, comparison))
     _print_gate(console, comparison.gate)
 
 

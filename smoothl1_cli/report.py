@@ -110,6 +110,7 @@ class WorstRow:
 class Gate:
     passed: bool = True
     failures: tuple[str, ...] = ()
+    checked: bool = False  # a gate was asked for (--fail-above, --baseline, compare): its pass is news
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "failures": list(self.failures)}
@@ -164,7 +165,7 @@ class Report:
 
     def with_gate(self, gate: Gate, comparison: Comparison | None = None) -> Report:
         """This report with `gate` added to its gate (failures of both count)."""
-        merged = Gate(self.gate.passed and gate.passed, self.gate.failures + gate.failures)
+        merged = Gate(self.gate.passed and gate.passed, self.gate.failures + gate.failures, checked=True)
         return replace(self, gate=merged, comparison=comparison or self.comparison)
 
     def to_dict(self, groups: bool = True) -> dict[str, Any]:
@@ -203,16 +204,32 @@ class Report:
             strict["groups"] = [g.to_dict() for g in self.groups]
         return strict
 
-    def to_frame(self) -> pd.DataFrame:
-        """One row per result (and `overall`), quantiles as p50..p99 columns; NaN stays NaN here."""
+    def to_frame(self, kind: str = "results") -> pd.DataFrame:
+        """The report as a flat pandas table (NaN stays NaN here): `results`, a row per result (and
+        `overall`) with p50..p99 and ci_*/paired_* columns; `groups`, a row per group and pred;
+        `worst_rows`, a row per worst row."""
         import pandas as pd
 
-        rows = []
-        for result in self.all_results:
-            flat = result.to_dict()
-            flat.update(flat.pop("quantiles"))
-            rows.append(flat)
+        if kind == "results":
+            rows = [_flat(result.to_dict()) for result in self.all_results]
+        elif kind == "groups":
+            rows = [
+                {"group": g.group, **_flat(g.result.to_dict(), leave=("omitted", "quantiles"))} for g in self.groups
+            ]
+        elif kind == "worst_rows":
+            rows = [w.to_dict(self.id_column is not None) for w in self.worst_rows]
+        else:
+            raise ValueError(f"to_frame() makes 'results', 'groups' or 'worst_rows', not {kind!r}")
         return pd.DataFrame(rows)
+
+
+def _flat(result: dict[str, Any], leave: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A result's dict with no dict-valued entries: quantiles as p50..p99, ci and paired as ci_low, paired_p_value..."""
+    flat = {key: value for key, value in result.items() if key not in leave and not isinstance(value, dict)}
+    flat.update(result["quantiles"] if "quantiles" not in leave else {})
+    for part in ("ci", "paired"):
+        flat.update((f"{part}_{key}", value) for key, value in result.get(part, {}).items())
+    return flat
 
 
 def strict_json_value(value: Any) -> Any:

@@ -192,6 +192,17 @@ class QuantileSketch:
             rows.append((math.inf, math.inf, infinite))
         return rows
 
+    def points(self) -> tuple[Floats, Floats]:
+        """Every value but NaN with its weight: the values themselves while kept, else each bucket's
+        estimate with its count (and 0 and inf with the zeros' and infinities' weights)."""
+        if self.parts is not None:
+            values, weights = self._exact()
+            return values, np.ones(values.size) if weights is None else weights
+        used = np.flatnonzero(self.counts)
+        estimates = np.exp((self.offset + used) * _LOG_GAMMA + _LOG_MIDPOINT)
+        values = np.concatenate(([0.0], estimates, [math.inf]))
+        return values, np.concatenate(([self.zeros], self.counts[used], [self.infinite]))
+
 
 def _exact_quantiles(values: Floats, weights: Floats | None, qs: Sequence[float]) -> list[float]:
     """NumPy's linear-interpolation quantiles (bit for bit), where a row of weight w stands for w copies."""

@@ -477,7 +477,8 @@ def test_compare_markdown_gives_the_verdict_first_and_a_table(reports):
     assert passed.stdout.splitlines()[0] == "**✅ smoothl1 gate passed**"
 
 
-def test_compare_table_shows_each_change_and_the_failure(reports):
+def test_compare_table_shows_each_change_and_the_failure(reports, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")  # room for the changes side by side (at 80, one block per change)
     result = invoke(["compare", reports["base"], reports["five"], "--max-increase", "2%", "-f", "table"])
     assert result.exit_code == 1
     out = result.stdout

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from smoothl1_cli.render import _dump_json
 from tests.conftest import reference_loss, run_command
 from tests.test_markdown import check_table, tables
-from tests.test_terminal import run_on_pty
+from tests.test_terminal import plain, run_on_pty
 
 # Many groups: the JSON writer streams them, byte for byte what json.dump(indent=2) wrote.
 
@@ -231,9 +231,8 @@ def test_a_pred_paired_with_two_targets_shows_the_target_in_worst_rows_and_group
     ]
     value = groups[0].index("value")
     assert [[*line[:3], line[value]] for line in groups[1]] == expected_groups
-    table = run_command(smoothl1_command, *args, "-f", "table")
-    assert table.returncode == 0, table.stderr
-    shown = table.stdout.decode()
+    table, _ = run_on_pty(smoothl1_command, *args, stdout_tty=True, stderr_tty=False, columns=200)
+    shown = plain(table)
     assert "loss distribution: p (target y1)" in shown
     assert "loss distribution: p (target y2)" in shown
     assert sum(line.startswith("┃ row ┃ pred ┃ target ┃") for line in shown.splitlines()) == 1

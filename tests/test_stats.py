@@ -98,7 +98,9 @@ def exact_std(losses: Sequence[float], weights: Sequence[float] | None = None) -
     x = [Fraction(value) for value in losses]
     total = sum(w)
     mean = sum(wi * xi for wi, xi in zip(w, x, strict=True)) / total
-    return math.sqrt(sum(wi * (xi - mean) ** 2 for wi, xi in zip(w, x, strict=True)) / total)
+    variance = sum(wi * (xi - mean) ** 2 for wi, xi in zip(w, x, strict=True)) / total
+    k = (variance.denominator.bit_length() - variance.numerator.bit_length()) // 2  # variance * 4**k is near 1
+    return math.ldexp(math.sqrt(variance * Fraction(4) ** k), -k)  # float(variance) can under- or overflow
 
 
 def assert_std_close(std: float, losses: Sequence[float], weights: Sequence[float] | None = None) -> None:
