@@ -269,13 +269,16 @@ def open_lazily(spec: str, input_format: str | None = None) -> Source:
     def stream(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
         source = reopened()
         source.progress.extend(lazy.progress)
+        source.rows_read.extend(lazy.rows_read)
         try:
             yield from source.stream_batches(columns, text, chunk_rows)
         finally:
             close()
 
     known = probe.numeric if probe.format in TYPED_FORMATS else _Inferred(numeric)  # text: inferred when asked
-    lazy = Source(probe.label, probe.format, probe.columns, known, stream, probe.size, probe.types)
+    lazy = Source(
+        probe.label, probe.format, probe.columns, known, stream, probe.size, probe.rows, probe.compressed, probe.types
+    )
     lazy.close, lazy.later_key = close, probe.later_key  # (probe's later_key reads the file anew)
     return lazy
 
