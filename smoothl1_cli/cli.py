@@ -228,6 +228,14 @@ def compare_command(ctx: click.Context, baseline: str, current: str, max_increas
         ctx.exit(ExitCode.GATE_FAILED)
 
 
+@cli.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema (draft 2020-12) of the report that -f json and -o write."""
+    from smoothl1_cli.schema import schema_text
+
+    click.echo(schema_text(), nl=False)
+
+
 def _chosen(fmt: str) -> str:
     """-f auto: a table for a person at a terminal, JSON for a pipe or a file."""
     return fmt if fmt != "auto" else ("table" if sys.stdout.isatty() else "json")
