@@ -30,7 +30,7 @@ def write_junit(report: Report, out: IO[bytes]) -> None:
 
 def _results_suite(report: Report) -> ET.Element:
     suite = _suite(report, "smoothl1")
-    paired = [(r.pred, r.target, r.value) for r in report.all_results]
+    paired: list[tuple[str, str, float | None]] = [(r.pred, r.target, r.value) for r in report.all_results]
     if report.comparison is not None:
         paired += [(c.pred, c.target or "", None) for c in report.comparison.changes if c.verdict == "missing"]
     preds = [pred for pred, _, _ in paired]
