@@ -20,7 +20,7 @@ import click
 from smoothl1_cli import __version__
 from smoothl1_cli.errors import ExitCode, InputError, Terminated
 
-FORMATS = ("auto", "table", "json", "markdown", "csv")
+FORMATS = ("auto", "table", "json", "markdown", "markdown-compact", "csv")
 ISSUES_URL = "https://github.com/smoothl1/smoothl1/issues"
 
 

@@ -40,6 +40,7 @@ CSV_COLUMNS = (
     "rmse",
 )
 MARKDOWN_LIMIT = 512 * 1024  # GitHub's job summary takes 1 MiB; stay well under it
+COMMENT_LIMIT = 59_500  # bytes of lines: with the note, a compact report stays below 60,000 characters
 BAR_WIDTH = 30
 
 
@@ -246,6 +247,37 @@ def render_markdown(report: Report, out: TextIO) -> None:
     _write_capped(lines, out)
 
 
+def render_markdown_compact(report: Report, out: TextIO) -> None:
+    """The compact markdown of a PR comment (see compact_markdown)."""
+    compact_markdown(report.to_dict(groups=False), out)
+
+
+def compact_markdown(report: dict[str, Any], out: TextIO) -> None:
+    """A JSON report (a dict, as -o writes it) as a PR comment: the verdict, the comparison with the
+    baseline (or the values, without one) and the signature, below 60,000 characters (GitHub takes
+    65,536), pointing to the full report for the rest."""
+    gate = report["gate"]
+    lines = _md_gate(Gate(gate["passed"], tuple(gate["failures"])))
+    comparison = report.get("baseline")
+    if comparison is not None:
+        changes = [Change(c["pred"], c["target"], c["baseline"], c["current"], c["verdict"])
+                   for c in comparison["results"]]  # fmt: skip
+        lines += [f"Against the baseline (allowed increase {_md(comparison['max_increase'])}):", ""]
+        lines += _md_changes(changes)
+    else:
+        results = report["results"] + ([report["overall"]] if report.get("overall") else [])
+        rows = [[r["pred"], r["target"], _nan(r["value"]), r["count"]] for r in results]
+        lines += _md_table(["pred", "target", "value", "count"], rows, numeric_from=2)
+    lines += ["", f"``{printable(report['signature'])}`` · the full report (every statistic, worst rows, groups) "
+              "is the JSON report (-o) and the job summary (-f markdown)."]  # fmt: skip
+    _write_capped(lines, out, COMMENT_LIMIT, "GitHub's 65,536-character comment limit")
+
+
+def _nan(value: float | None) -> float:
+    """A JSON report's null (NaN or an infinity) shown as nan."""
+    return math.nan if value is None else value
+
+
 def _names(report: Report) -> list[str]:
     """The columns naming a result in the worst rows and groups: `pred`, and `target` too where a pred
     is scored against several targets (`-t y1,y2 -p p,p`)."""
@@ -253,13 +285,15 @@ def _names(report: Report) -> list[str]:
     return ["pred", "target"] if len(set(preds)) < len(preds) else ["pred"]
 
 
-def _write_capped(lines: list[str], out: TextIO) -> None:
-    """Write lines, stopping with a note before MARKDOWN_LIMIT bytes."""
+def _write_capped(
+    lines: list[str], out: TextIO, limit: int = MARKDOWN_LIMIT, why: str = "GitHub's 1 MiB summary limit"
+) -> None:
+    """Write lines, stopping with a note before `limit` bytes."""
     size = 0
     for index, line in enumerate(lines):
         size += len(line.encode()) + 1
-        if size > MARKDOWN_LIMIT:
-            out.write(f"\n_… {len(lines) - index} more lines left out to stay under GitHub's 1 MiB summary limit; "
+        if size > limit:
+            out.write(f"\n_… {len(lines) - index} more lines left out to stay under {why}; "
                       "see the JSON report (-o) for everything._\n")  # fmt: skip
             return
         out.write(line + "\n")
@@ -388,6 +422,7 @@ RENDERERS: dict[str, Callable[[Report, TextIO], None]] = {
     "table": render_table,
     "json": render_json,
     "markdown": render_markdown,
+    "markdown-compact": render_markdown_compact,
     "csv": render_csv,
     "quiet": render_quiet,
 }

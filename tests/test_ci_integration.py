@@ -4,6 +4,7 @@ for the GitHub REST API."""
 
 from __future__ import annotations
 
+import io
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -127,3 +128,52 @@ def test_junit_that_would_overwrite_the_input_is_refused(smoothl1_command, data)
         done.stderr.decode()
         == f"Error: --junit {data} is the same file as input {data}: it would be overwritten; name another file\n"
     )
+
+
+# ---------------------------------------------------------------- -f markdown-compact: the PR comment
+
+
+def test_compact_markdown_has_the_verdict_and_the_comparison_only(smoothl1_command, write_table, tmp_path):
+    before = write_table("csv", name="before", y=TARGET, good=GOOD, bad=GOOD)
+    after = write_table("csv", name="after", y=TARGET, good=GOOD, bad=BAD, g=GROUPS)
+    baseline = tmp_path / "main.json"
+    assert run_command(smoothl1_command, "eval", before, "-t", "y", "-o", baseline, "-f", "json").returncode == 0
+    done = run_command(smoothl1_command, "eval", after, "-t", "y", "-p", "good,bad", "--group-by", "g",
+                       "--baseline", baseline, "-f", "markdown-compact")  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    text = done.stdout.decode()
+    good, bad = reference_mean(GOOD, TARGET), reference_mean(BAD, TARGET)
+    assert text.startswith("**❌ smoothl1 gate failed**\n\n- bad: ")
+    assert f"| good | {good:.6g} | {good:.6g} | 0 | +0% | ✅ ok |" in text
+    change = f"{bad - good:.6g} | {(bad - good) / good * 100:+.3g}%"
+    assert f"| bad | {good:.6g} | {bad:.6g} | {change} | ❌ regressed |" in text
+    signature = json.loads(baseline.read_text())["signature"]
+    assert text.rstrip().endswith(f"``{signature}`` · the full report (every statistic, worst rows, groups) "
+                                  "is the JSON report (-o) and the job summary (-f markdown).")  # fmt: skip
+    assert "Worst rows" not in text
+    assert "By g" not in text
+    assert len(text.splitlines()) == 12
+
+
+def test_compact_markdown_without_a_baseline_lists_the_values(smoothl1_command, data):
+    done = run_command(smoothl1_command, "eval", data, "-t", "y", "-p", "good", "-f", "markdown-compact")
+    assert done.returncode == 0, done.stderr
+    assert f"| good | y | {reference_mean(GOOD, TARGET):.6g} | 6 |" in done.stdout.decode()
+
+
+def test_compact_markdown_stays_below_60000_characters_with_a_pointer():
+    from smoothl1_cli.render import compact_markdown
+
+    changes = [{"pred": f"model_{i:05d}_" + "é" * 20, "target": "y", "baseline": 0.1, "current": 0.2,
+                "change": 0.1, "relative_change": 1.0, "verdict": "regressed"} for i in range(3000)]  # fmt: skip
+    failures = [f"{c['pred']}: 0.1 -> 0.2 exceeds the allowed increase of 0" for c in changes]
+    report = {"gate": {"passed": False, "failures": failures}, "signature": "smooth_l1|beta:1",
+              "baseline": {"max_increase": "0", "results": changes}}  # fmt: skip
+    out = io.StringIO()
+    compact_markdown(report, out)
+    text = out.getvalue()
+    assert len(text) < 59_000 < len(text.encode()) < 60_000  # characters (GitHub's unit) <= bytes
+    assert text.endswith("more lines left out to stay under GitHub's 65,536-character comment limit; "
+                         "see the JSON report (-o) for everything._\n")  # fmt: skip
+    shown = text.splitlines()[:-2]
+    assert all(line in ("", "**❌ smoothl1 gate failed**") or line.startswith("- model_") for line in shown)
