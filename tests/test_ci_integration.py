@@ -4,14 +4,26 @@ for the GitHub REST API."""
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import urllib.parse
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import reference_mean, run_command
+
+yaml = pytest.importorskip("yaml")
 
 TARGET = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
 GOOD = [1.1, 2.0, 2.9, 4.2, 5.0, 6.1]  # mean loss about 0.005
@@ -177,3 +189,267 @@ def test_compact_markdown_stays_below_60000_characters_with_a_pointer():
                          "see the JSON report (-o) for everything._\n")  # fmt: skip
     shown = text.splitlines()[:-2]
     assert all(line in ("", "**❌ smoothl1 gate failed**") or line.startswith("- model_") for line in shown)
+
+
+# ---------------------------------------------------------------- the GitHub Action, against a stand-in API
+
+REPO = "octo/models"
+RUN_ID = 4242
+ARTIFACT_ID = 99
+ACTION = Path(__file__).resolve().parents[1] / "action.yml"
+
+
+class FakeGitHub:
+    """The REST endpoints the action calls, on 127.0.0.1, with every request recorded."""
+
+    def __init__(self, baseline: bytes | None, comment_status: int = 201) -> None:
+        self.baseline = baseline
+        self.comment_status = comment_status
+        self.comments: list[dict[str, Any]] = []
+        self.requests: list[dict[str, Any]] = []
+        handler = self._handler()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        self.watchdog = threading.Timer(120, self.server.shutdown)  # stops by itself if a test never does
+        self.watchdog.start()
+
+    def close(self) -> None:
+        self.watchdog.cancel()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+    def route(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any, dict[str, str]]:
+        base = f"/repos/{REPO}"
+        if method == "GET" and path == f"{base}/actions/workflows/gate.yml/runs":
+            runs = [{"id": RUN_ID, "head_branch": "main"}] if self.baseline is not None else []
+            return 200, {"total_count": len(runs), "workflow_runs": runs}, {}
+        if method == "GET" and path == f"{base}/actions/runs/{RUN_ID}/artifacts":
+            url = f"{self.url}{base}/actions/artifacts/{ARTIFACT_ID}/zip"
+            found = [{"id": ARTIFACT_ID, "name": query["name"][0], "expired": False, "archive_download_url": url}]
+            return 200, {"total_count": 1, "artifacts": found}, {}
+        if method == "GET" and path == f"{base}/actions/artifacts/{ARTIFACT_ID}/zip":
+            return 302, None, {"Location": f"{self.url}/blob/artifact-{ARTIFACT_ID}.zip?sig=x"}
+        if method == "GET" and path == f"/blob/artifact-{ARTIFACT_ID}.zip":
+            archive = io.BytesIO()
+            with zipfile.ZipFile(archive, "w") as bundle:
+                bundle.writestr("report.json", self.baseline or b"")
+            return 200, archive.getvalue(), {"Content-Type": "application/zip"}
+        if method == "GET" and path == f"{base}/issues/5/comments":
+            page = int(query["page"][0])
+            return 200, self.comments[(page - 1) * 100 : page * 100], {}
+        if method == "POST" and path == f"{base}/issues/5/comments":
+            if self.comment_status != 201:
+                return self.comment_status, {"message": "Resource not accessible by integration"}, {}
+            self.comments.append({"id": 1000 + len(self.comments), "body": body["body"]})
+            return 201, self.comments[-1], {}
+        if method == "PATCH" and path.startswith(f"{base}/issues/comments/"):
+            comment = next(c for c in self.comments if c["id"] == int(path.rpartition("/")[2]))
+            comment["body"] = body["body"]
+            return 200, comment, {}
+        return 404, {"message": "Not Found"}, {}
+
+    def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                url = urllib.parse.urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                fake.requests.append({"method": self.command, "path": url.path, "query": url.query,
+                                      "authorization": self.headers.get("Authorization")})  # fmt: skip
+                status, payload, headers = fake.route(self.command, url.path, urllib.parse.parse_qs(url.query), body)
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = _serve
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+@pytest.fixture
+def make_fake():
+    made: list[FakeGitHub] = []
+
+    def make(baseline: bytes | None, comment_status: int = 201) -> FakeGitHub:
+        made.append(FakeGitHub(baseline, comment_status))
+        return made[-1]
+
+    yield make
+    for fake in made:
+        fake.close()
+
+
+def _gate_step() -> dict[str, Any]:
+    steps = yaml.safe_load(ACTION.read_text())["runs"]["steps"]
+    return next(step for step in steps if step.get("id") == "gate")
+
+
+def run_action(tmp_path: Path, fake: FakeGitHub, inputs: dict[str, str], event: dict[str, Any], ref: str) -> Any:
+    """The action's gate step as the runner runs it: its `run` under bash, its `env` with the inputs
+    substituted, and the variables GitHub provides; the venv the install step makes is this one."""
+    temp = tmp_path / "runner-temp"
+    python = temp / "smoothl1-venv" / "bin" / "python"
+    python.parent.mkdir(parents=True, exist_ok=True)
+    python.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    python.chmod(0o755)
+    declared = yaml.safe_load(ACTION.read_text())["inputs"]
+    values = {name: spec.get("default", "") for name, spec in declared.items()} | inputs
+    values["token"] = "secret-token"
+    step = _gate_step()
+    env = {key: re.sub(r"\$\{\{ inputs\.([\w-]+) \}\}", lambda m: values[m.group(1)], value)
+           for key, value in step["env"].items()}  # fmt: skip
+    event_path, summary, output = tmp_path / "event.json", tmp_path / "summary.md", tmp_path / "output.txt"
+    event_path.write_text(json.dumps(event))
+    env |= {
+        "PATH": os.environ["PATH"], "RUNNER_TEMP": str(temp), "GITHUB_API_URL": fake.url,
+        "GITHUB_SERVER_URL": "https://github.example", "GITHUB_REPOSITORY": REPO, "GITHUB_RUN_ID": "777",
+        "GITHUB_REF": ref, "GITHUB_EVENT_PATH": str(event_path), "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_OUTPUT": str(output), "GITHUB_WORKFLOW_REF": f"{REPO}/.github/workflows/gate.yml@{ref}",
+    }  # fmt: skip
+    done = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, cwd=tmp_path, capture_output=True,
+                          timeout=60, check=False)  # fmt: skip
+    done.summary = summary.read_text() if summary.exists() else ""  # type: ignore[attr-defined]
+    lines = output.read_text().splitlines() if output.exists() else []
+    done.outputs = dict(line.split("=", 1) for line in lines)  # type: ignore[attr-defined]
+    return done
+
+
+def _pull_request(fork: bool = False) -> dict[str, Any]:
+    head = "someone/models" if fork else REPO
+    return {"pull_request": {"number": 5, "head": {"repo": {"full_name": head}}},
+            "repository": {"full_name": REPO, "default_branch": "main"}}  # fmt: skip
+
+
+@pytest.fixture
+def gate_inputs(write_table, tmp_path) -> dict[str, Any]:
+    """Main's data (both preds good), a pull request's (bad regressed), and main's saved report."""
+    before = write_table("csv", name="main", y=TARGET, good=GOOD, bad=GOOD)
+    after = write_table("csv", name="pr", y=TARGET, good=GOOD, bad=BAD)
+    saved = tmp_path / "main.json"
+    assert run_command([sys.executable, "-m", "smoothl1_cli"], "eval", before, "-t", "y", "-o", saved).returncode == 0
+    return {"main": before, "pr": after, "baseline": saved.read_bytes()}
+
+
+def test_action_inputs_are_all_passed_to_the_script_and_it_installs_from_its_own_checkout():
+    action = yaml.safe_load(ACTION.read_text())
+    assert action["runs"]["using"] == "composite"
+    assert set(action["inputs"]) >= {"predictions", "target", "pred", "options", "baseline-artifact",
+                                     "max-increase", "fail-above", "comment"}  # fmt: skip
+    env = _gate_step()["env"]
+    for name in action["inputs"]:
+        key = "GITHUB_TOKEN" if name == "token" else "INPUT_" + name.upper().replace("-", "_")
+        assert env[key] == f"${{{{ inputs.{name} }}}}"
+    install = action["runs"]["steps"][0]["run"]
+    assert '-m pip install --quiet "$GITHUB_ACTION_PATH"' in install
+    assert "pip install smoothl1" not in ACTION.read_text()
+    upload = action["runs"]["steps"][-1]
+    assert upload["uses"].startswith("actions/upload-artifact@")
+    assert upload["with"]["name"] == "${{ inputs.baseline-artifact }}"
+    assert upload["if"].startswith("always()")  # the report is kept when the gate fails
+
+
+def test_action_on_a_pull_request_compares_with_mains_artifact_and_keeps_one_comment(tmp_path, make_fake, gate_inputs):
+    fake = make_fake(gate_inputs["baseline"])
+    inputs = {"predictions": str(gate_inputs["pr"]), "target": "y", "pred": "good,bad", "max-increase": "5%"}
+    done = run_action(tmp_path, fake, inputs, _pull_request(), "refs/pull/5/merge")
+    assert done.returncode == 1, done.stderr
+    good, bad = reference_mean(GOOD, TARGET), reference_mean(BAD, TARGET)
+    report = json.loads(Path(done.outputs["report"]).read_text())
+    assert [(c["pred"], c["baseline"], c["current"], c["verdict"]) for c in report["baseline"]["results"]] == [
+        ("good", good, good, "ok"), ("bad", good, bad, "regressed")]  # fmt: skip
+    assert done.outputs == {"passed": "false", "exit-code": "1", "failures": "1", "report": done.outputs["report"],
+                            "baseline-found": "true"}  # fmt: skip
+    (failure,) = report["gate"]["failures"]
+    escaped = failure.replace("%", "%25")  # as the runner decodes a workflow command
+    assert "%" in failure
+    assert done.stdout.decode().splitlines() == [f"::error title=smoothl1 gate::{escaped}"]
+    assert done.summary.startswith("**❌ smoothl1 gate failed**")
+    assert "Worst rows:" in done.summary  # the full markdown report in the job summary
+    runs = next(r for r in fake.requests if r["path"].endswith("/runs"))
+    assert urllib.parse.parse_qs(runs["query"])["branch"] == ["main"]
+    assert urllib.parse.parse_qs(runs["query"])["status"] == ["success"]
+    assert all(r["authorization"] == "Bearer secret-token" for r in fake.requests if r["path"].startswith("/repos"))
+    blob = next(r for r in fake.requests if r["path"].startswith("/blob/"))
+    assert blob["authorization"] is None  # the token never goes to the artifact's storage
+    (comment,) = fake.comments
+    assert comment["body"].startswith("<!-- smoothl1-gate smoothl1-baseline -->\n**❌ smoothl1 gate failed**")
+    assert "| bad |" in comment["body"]
+    assert "Worst rows" not in comment["body"]
+    assert comment["body"].rstrip().endswith("(https://github.example/octo/models/actions/runs/777)")
+    again = run_action(tmp_path, fake, {**inputs, "pred": "good"}, _pull_request(), "refs/pull/5/merge")
+    assert again.returncode == 1  # bad is in the baseline but missing now
+    assert len(fake.comments) == 1  # updated in place, not a second comment
+    assert "❌ missing" in fake.comments[0]["body"]
+    assert [r["method"] for r in fake.requests if "/issues/" in r["path"]] == ["GET", "POST", "GET", "PATCH"]
+
+
+def test_action_annotates_at_most_ten_failures(tmp_path, make_fake, write_table):
+    data = write_table("csv", name="many", y=TARGET, **{f"m{i:02d}": BAD for i in range(12)})
+    fake = make_fake(None)
+    done = run_action(tmp_path, fake, {"predictions": str(data), "target": "y", "fail-above": "0.1"},
+                      _pull_request(), "refs/pull/5/merge")  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.decode().splitlines()
+    assert lines[0].startswith("::warning title=smoothl1::No baseline: no successful run of gate.yml on main")
+    errors = [line for line in lines if line.startswith("::error")]
+    assert errors[:10] == [f"::error title=smoothl1 gate::m{i:02d}: {reference_mean(BAD, TARGET)!r} > 0.1"
+                           for i in range(10)]  # fmt: skip
+    assert errors[10:] == ["::error title=smoothl1 gate::2 more failures: see the job summary"]
+    assert done.outputs["failures"] == "12"
+    assert done.outputs["baseline-found"] == "false"
+    assert (
+        "> No baseline: no successful run of gate.yml on main has an artifact 'smoothl1-baseline' (yet)" in done.summary
+    )
+
+
+@pytest.mark.parametrize("how", ["fork", "403"])
+def test_action_skips_the_comment_with_a_note_where_it_cannot_write(tmp_path, make_fake, gate_inputs, how):
+    fake = make_fake(gate_inputs["baseline"], comment_status=403 if how == "403" else 201)
+    inputs = {"predictions": str(gate_inputs["main"]), "target": "y"}
+    done = run_action(tmp_path, fake, inputs, _pull_request(fork=how == "fork"), "refs/pull/5/merge")
+    assert done.returncode == 0, done.stderr
+    assert done.summary.startswith("**✅ smoothl1 gate passed**")
+    assert fake.comments == []
+    note = {
+        "fork": "> Comment skipped: this pull request comes from a fork, whose token cannot comment; "
+        "the report is here.",
+        "403": "> Comment skipped: cannot post the comment (HTTP 403); the report is here.",
+    }[how]
+    assert note in done.summary
+    assert done.outputs["passed"] == "true"
+
+
+def test_action_on_the_default_branch_makes_the_baseline_without_fetching_one(tmp_path, make_fake, gate_inputs):
+    fake = make_fake(gate_inputs["baseline"])
+    push = {"repository": {"full_name": REPO, "default_branch": "main"}}
+    done = run_action(tmp_path, fake, {"predictions": str(gate_inputs["main"]), "target": "y"}, push, "refs/heads/main")
+    assert done.returncode == 0, done.stderr
+    assert fake.requests == []
+    report = json.loads(Path(done.outputs["report"]).read_text())
+    assert report["results"][0]["value"] == reference_mean(GOOD, TARGET)
+    assert "baseline" not in report
+
+
+def test_action_bad_input_exits_2_with_an_annotation(tmp_path, make_fake, gate_inputs):
+    fake = make_fake(gate_inputs["baseline"])
+    done = run_action(tmp_path, fake, {"predictions": str(gate_inputs["pr"]), "target": "nope"}, _pull_request(),
+                      "refs/pull/5/merge")  # fmt: skip
+    assert done.returncode == 2
+    assert (
+        done.stderr.decode() == f"Error: {gate_inputs['pr']}: target column 'nope' not found (columns: y, good, bad)\n"
+    )
+    assert "::error title=smoothl1::smoothl1 exited 2; its error is in the log above" in done.stdout.decode()
+    assert done.outputs["report"] == ""
+    assert fake.comments == []
