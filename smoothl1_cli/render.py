@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from types import GeneratorType
 from typing import Any, TextIO
 
+import numpy as np
+
 from smoothl1_cli.gate import Change, Comparison
 from smoothl1_cli.report import Gate, Report, Result, strict_json_value
 from smoothl1_cli.stats import QUANTILES
@@ -42,6 +44,8 @@ CSV_COLUMNS = (
 MARKDOWN_LIMIT = 512 * 1024  # GitHub's job summary takes 1 MiB; stay well under it
 COMMENT_LIMIT = 59_500  # bytes of lines: with the note, a compact report stays below 60,000 characters
 BAR_WIDTH = 30
+CHART_RESULTS = 30  # bars in the markdown's value chart
+CHART_DISTRIBUTIONS = 4  # loss-distribution charts in the markdown, as the table shows
 
 
 def printable(text: str) -> str:
@@ -223,6 +227,7 @@ def render_markdown(report: Report, out: TextIO) -> None:
     if uncertainty:
         header = ["", *(r.pred for r in report.all_results)]
         lines += ["", *_md_table(header, [[label, *cells] for label, cells in uncertainty], numeric_from=1)]
+    lines += _mermaid_charts(report)
     names = _names(report)
     if report.worst_rows:
         with_id = ["id"] if report.id_column else []
@@ -276,6 +281,39 @@ def compact_markdown(report: dict[str, Any], out: TextIO) -> None:
 def _nan(value: float | None) -> float:
     """A JSON report's null (NaN or an infinity) shown as nan."""
     return math.nan if value is None else value
+
+
+def _mermaid_charts(report: Report) -> list[str]:
+    """Mermaid xychart-beta charts, which GitHub draws in job summaries and comments (the tables stay):
+    the value per result (bars; the baseline's values as a line where every result has one), then the
+    loss distribution of the first results over the histogram's log-spaced bins."""
+    results = report.all_results[:CHART_RESULTS]
+    if not all(math.isfinite(r.value) for r in results):
+        return []
+    baseline = {(c.pred, c.target): c.baseline for c in report.comparison.changes} if report.comparison else {}
+    old = [baseline.get((r.pred, r.target)) for r in results]
+    shown = "bars: current, line: baseline" if old and all(v is not None and math.isfinite(v) for v in old) else ""
+    names = [f"{r.pred} ({r.target})" if len(_names(report)) > 1 else r.pred for r in results]
+    lines = _xychart(f"{report.loss} {report.reduction} per pred" + (f" ({shown})" if shown else ""), names,
+                     [r.value for r in results], [v or 0.0 for v in old] if shown else None)  # fmt: skip
+    for name, result in zip(names, results[:CHART_DISTRIBUTIONS], strict=False):
+        bins = result.summary.distribution.histogram() if result.summary.distribution is not None else []
+        labels = [short(low) if low == high else f"{low:.3g}–{high:.3g}" for low, high, _ in bins]
+        lines += _xychart(f"loss distribution: {name}", labels, [weight for _, _, weight in bins], None) if bins else []
+    return lines
+
+
+def _xychart(title: str, labels: Sequence[str], bars: Sequence[float], line: Sequence[float] | None) -> list[str]:
+    def text(value: str) -> str:
+        return '"' + printable(value).replace('"', "'") + '"'
+
+    def numbers(values: Sequence[float]) -> str:  # positional: Mermaid reads no exponents
+        return "[" + ", ".join(np.format_float_positional(v, precision=6, unique=False, fractional=False, trim="-")
+                               for v in values) + "]"  # fmt: skip
+
+    chart = ["", "```mermaid", "xychart-beta", f"    title {text(title)}",
+             f"    x-axis [{', '.join(text(label) for label in labels)}]", f"    bar {numbers(bars)}"]  # fmt: skip
+    return chart + ([f"    line {numbers(line)}"] if line is not None else []) + ["```"]
 
 
 def _names(report: Report) -> list[str]:
