@@ -134,6 +134,7 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
 @click.option("-o", "--output", metavar="FILE", help="Also write the JSON report to FILE (atomically).")
 @click.option("--junit", metavar="FILE", help="Also write a JUnit XML report: a test case per gated result.")
+@click.option("--plot", metavar="FILE.svg", help="Also write an SVG of the loss distribution (and the baseline).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the value(s).")
 @click.option("--fail-above", type=float, metavar="X", help="Exit 1 if a value exceeds X.")
 @click.option("--baseline", metavar="REPORT", help="Exit 1 if a value got worse than in this saved JSON report ...")
@@ -163,7 +164,11 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
     from smoothl1_cli.readers import expand_inputs
     from smoothl1_cli.render import RENDERERS, printable
 
-    junit = options.pop("junit")
+    junit, plot = options.pop("junit"), options.pop("plot")
+    if plot is not None:
+        from smoothl1_cli.plot import check_path
+
+        check_path(plot)
     settings = Options(id=id_column, **options)
     if settings.reduction == "none":
         if per_row not in (None, "-"):
@@ -181,7 +186,7 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
             f"add -o FILE for the report{instead}"
         )
     files = expand_inputs(inputs)
-    refuse_overwriting({"-o": output, "--per-row": per_row, "--junit": junit}, files, labels)
+    refuse_overwriting({"-o": output, "--per-row": per_row, "--junit": junit, "--plot": plot}, files, labels)
     sources = open_all(files, settings.input_format)
     with _progress_bar(sources, progress):
         report = run(sources, settings, per_row, fail_above, baseline, max_increase, labels, on)
@@ -197,6 +202,11 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
 
         with atomic_output(junit, "--junit") as file:
             write_junit(report, file)
+    if plot is not None:
+        from smoothl1_cli.plot import svg
+
+        with atomic_output(plot, "--plot") as file:
+            file.write(svg(report))
     if per_row != "-":
         renderer = "quiet" if quiet else _chosen(fmt)
         RENDERERS[renderer](report, sys.stdout)
