@@ -453,3 +453,60 @@ def test_action_bad_input_exits_2_with_an_annotation(tmp_path, make_fake, gate_i
     assert "::error title=smoothl1::smoothl1 exited 2; its error is in the log above" in done.stdout.decode()
     assert done.outputs["report"] == ""
     assert fake.comments == []
+
+
+# ---------------------------------------------------------------- the Python API takes Arrow streams
+
+
+class OnlyArrowStream:
+    """An object that exports Arrow data only through the PyCapsule stream interface (as Polars and DuckDB do)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        return self._table.__arrow_c_stream__(requested_schema)
+
+
+def _arrow_table() -> Any:
+    import pyarrow as pa
+
+    return pa.table({"y": TARGET, "pred": BAD, "g": GROUPS})
+
+
+@pytest.mark.parametrize("wrap", ["capsule only", "RecordBatchReader"])
+def test_evaluate_takes_an_arrow_stream_without_copying_it(monkeypatch, wrap):
+    import pyarrow as pa
+
+    from smoothl1_cli import evaluate, readers
+
+    table = _arrow_table()
+    source = OnlyArrowStream(table) if wrap == "capsule only" else pa.RecordBatchReader.from_batches(
+        table.schema, table.to_batches())  # fmt: skip
+    seen: list[Any] = []
+    real = readers.source_from_table
+    monkeypatch.setattr(readers, "source_from_table", lambda t, label: seen.append(t) or real(t, label))
+    report = evaluate(source, target="y", group_by="g").to_dict()
+    assert report["results"][0]["value"] == reference_mean(BAD, TARGET)
+    rows_b = [i for i, g in enumerate(GROUPS) if g == "b"]
+    (group_b,) = [g for g in report["groups"] if g["group"] == "b"]
+    assert group_b["value"] == reference_mean([BAD[i] for i in rows_b], [TARGET[i] for i in rows_b])
+    (received,) = seen
+    original = table.column("pred").chunks[0].buffers()[1]
+    assert received.column("pred").chunks[0].buffers()[1].address == original.address  # the same memory
+
+
+def test_evaluate_takes_a_polars_frame():
+    pl = pytest.importorskip("polars")
+    from smoothl1_cli import evaluate
+
+    frame = pl.DataFrame({"y": TARGET, "pred": BAD})
+    assert evaluate(frame, target="y").to_dict()["results"][0]["value"] == reference_mean(BAD, TARGET)
+
+
+def test_evaluate_names_what_it_takes_for_anything_else():
+    from smoothl1_cli import evaluate
+    from smoothl1_cli.errors import InputError
+
+    with pytest.raises(InputError, match=r"cannot evaluate a dict: .* or an object exporting Arrow data"):
+        evaluate({"y": TARGET}, target="y")
