@@ -98,7 +98,9 @@ def exact_std(losses: Sequence[float], weights: Sequence[float] | None = None) -
     x = [Fraction(value) for value in losses]
     total = sum(w)
     mean = sum(wi * xi for wi, xi in zip(w, x, strict=True)) / total
-    return math.sqrt(sum(wi * (xi - mean) ** 2 for wi, xi in zip(w, x, strict=True)) / total)
+    variance = sum(wi * (xi - mean) ** 2 for wi, xi in zip(w, x, strict=True)) / total
+    shift = 1100 if 0 < variance < Fraction(1, 2**900) else 0  # float(variance) would underflow: std of 1e-308s
+    return math.sqrt(float(variance * 2**shift)) / 2 ** (shift // 2)
 
 
 def assert_std_close(std: float, losses: Sequence[float], weights: Sequence[float] | None = None) -> None:
