@@ -23,8 +23,6 @@ import pytest
 
 from tests.conftest import reference_mean, run_command
 
-yaml = pytest.importorskip("yaml")
-
 TARGET = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
 GOOD = [1.1, 2.0, 2.9, 4.2, 5.0, 6.1]  # mean loss about 0.005
 BAD = [2.0, 0.0, 3.5, 4.0, 8.0, 6.0]  # mean loss about 0.9
@@ -291,8 +289,15 @@ def make_fake():
         fake.close()
 
 
+def _action() -> dict[str, Any]:
+    """action.yml, parsed (PyYAML is a test dependency)."""
+    yaml = pytest.importorskip("yaml")
+    parsed: dict[str, Any] = yaml.safe_load(ACTION.read_text())
+    return parsed
+
+
 def _gate_step() -> dict[str, Any]:
-    steps = yaml.safe_load(ACTION.read_text())["runs"]["steps"]
+    steps = _action()["runs"]["steps"]
     return next(step for step in steps if step.get("id") == "gate")
 
 
@@ -304,7 +309,7 @@ def run_action(tmp_path: Path, fake: FakeGitHub, inputs: dict[str, str], event: 
     python.parent.mkdir(parents=True, exist_ok=True)
     python.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
     python.chmod(0o755)
-    declared = yaml.safe_load(ACTION.read_text())["inputs"]
+    declared = _action()["inputs"]
     values = {name: spec.get("default", "") for name, spec in declared.items()} | inputs
     values["token"] = "secret-token"
     step = _gate_step()
@@ -343,7 +348,7 @@ def gate_inputs(write_table, tmp_path) -> dict[str, Any]:
 
 
 def test_action_inputs_are_all_passed_to_the_script_and_it_installs_from_its_own_checkout():
-    action = yaml.safe_load(ACTION.read_text())
+    action = _action()
     assert action["runs"]["using"] == "composite"
     assert set(action["inputs"]) >= {"predictions", "target", "pred", "options", "baseline-artifact",
                                      "max-increase", "fail-above", "comment"}  # fmt: skip
