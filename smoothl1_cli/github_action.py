@@ -84,7 +84,8 @@ class GitHub:
 def fetch_baseline(github: GitHub, workflow: str, branch: str, artifact: str, dest: Path) -> str | None:
     """Save the report in `artifact` of the newest successful run of `workflow` on `branch` to `dest`;
     None when there is one, else why there is none."""
-    query = urllib.parse.urlencode({"branch": branch, "status": "success", "per_page": RUNS})
+    # push runs only: a pull request from a fork's own `main` also has head_branch main
+    query = urllib.parse.urlencode({"branch": branch, "event": "push", "status": "success", "per_page": RUNS})
     runs = github.call("GET", f"/actions/workflows/{urllib.parse.quote(workflow)}/runs?{query}")
     if runs.status != 200:
         return f"cannot list the runs of {workflow} on {branch} (HTTP {runs.status})"

@@ -385,6 +385,7 @@ def test_action_on_a_pull_request_compares_with_mains_artifact_and_keeps_one_com
     runs = next(r for r in fake.requests if r["path"].endswith("/runs"))
     assert urllib.parse.parse_qs(runs["query"])["branch"] == ["main"]
     assert urllib.parse.parse_qs(runs["query"])["status"] == ["success"]
+    assert urllib.parse.parse_qs(runs["query"])["event"] == ["push"]  # never a fork's pull request from its main
     assert all(r["authorization"] == "Bearer secret-token" for r in fake.requests if r["path"].startswith("/repos"))
     blob = next(r for r in fake.requests if r["path"].startswith("/blob/"))
     assert blob["authorization"] is None  # the token never goes to the artifact's storage
