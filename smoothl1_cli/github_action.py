@@ -183,7 +183,7 @@ def main(env: dict[str, str]) -> int:
         if len(failures) > ANNOTATIONS:
             print(f"::error title=smoothl1 gate::{len(failures) - ANNOTATIONS} more failures: see the job summary")
         if pull is not None and env.get("INPUT_COMMENT", "true").lower() == "true":
-            notes.append(_comment(github, env, pull, artifact, saved) or "")  # "": posted
+            notes.append(_comment(github, env, pull, artifact, saved, notes) or "")  # "": posted
     else:
         print(f"::error title=smoothl1::smoothl1 exited {status}; its error is in the log above")
         markdown = f"**smoothl1 exited {status}** (an input or usage error, or a bug): see the step's log.\n"
@@ -196,8 +196,11 @@ def main(env: dict[str, str]) -> int:
     return status
 
 
-def _comment(github: GitHub, env: dict[str, str], pull: dict[str, Any], artifact: str, saved: Any) -> str | None:
-    """Post or update the sticky comment; a note on why not, where it could not be."""
+def _comment(
+    github: GitHub, env: dict[str, str], pull: dict[str, Any], artifact: str, saved: Any, notes: list[str]
+) -> str | None:
+    """Post or update the sticky comment (with the notes so far: no baseline, say); a note on why not,
+    where it could not be."""
     from smoothl1_cli.render import compact_markdown
 
     head = (pull.get("head") or {}).get("repo") or {}
@@ -207,7 +210,8 @@ def _comment(github: GitHub, env: dict[str, str], pull: dict[str, Any], artifact
     compact_markdown(saved, text)
     run = f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env['GITHUB_REPOSITORY']}/actions/runs/"
     marker = f"<!-- smoothl1-gate {artifact} -->"
-    body = f"{marker}\n{text.getvalue()}\n[Job summary and report artifact]({run}{env.get('GITHUB_RUN_ID', '')})\n"
+    body = (f"{marker}\n{text.getvalue()}" + "".join(f"\n> {note}\n" for note in notes)
+            + f"\n[Job summary and report artifact]({run}{env.get('GITHUB_RUN_ID', '')})\n")  # fmt: skip
     why = upsert_comment(github, int(pull["number"]), marker, body)
     return None if why is None else f"Comment skipped: {why}; the report is here."
 

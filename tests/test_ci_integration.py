@@ -415,9 +415,10 @@ def test_action_annotates_at_most_ten_failures(tmp_path, make_fake, write_table)
     assert errors[10:] == ["::error title=smoothl1 gate::2 more failures: see the job summary"]
     assert done.outputs["failures"] == "12"
     assert done.outputs["baseline-found"] == "false"
-    assert (
-        "> No baseline: no successful run of gate.yml on main has an artifact 'smoothl1-baseline' (yet)" in done.summary
-    )
+    note = "> No baseline: no successful run of gate.yml on main has an artifact 'smoothl1-baseline' (yet)"
+    assert note in done.summary
+    (comment,) = fake.comments
+    assert note in comment["body"]  # the comment says so too
 
 
 @pytest.mark.parametrize("how", ["fork", "403"])
