@@ -87,7 +87,8 @@ def _scalar(value: float, xp: Any) -> Any:
 def evaluate(
     source: Any, target: str | Sequence[str], pred: str | Sequence[str] | None = None, **options: Any
 ) -> Report:
-    """Evaluate a path (or list of paths), a pandas DataFrame or a pyarrow Table; returns the Report.
+    """Evaluate a path (or list of paths), a pandas DataFrame, a pyarrow Table or any object exporting
+    Arrow data through `__arrow_c_stream__` (Polars, DuckDB); returns the Report.
 
     Options are the command's, in Python spelling: beta, delta, sigma, loss, reduction, weight,
     nan_policy, id, group_by, top, exact_quantiles, ci, bootstrap, seed, multioutput, input_format,
@@ -150,7 +151,12 @@ def _sources(source: Any, input_format: str | None, id_column: str | None) -> li
         if id_column is not None and id_column not in source.columns and id_column in index:
             source = source.reset_index()  # the index as the id: its values in the worst rows and per-row output
         return [source_from_table(pa.Table.from_pandas(source, preserve_index=False), "<DataFrame>")]
-    raise InputError(f"cannot evaluate a {type(source).__name__}: pass a path, a pandas DataFrame or a pyarrow Table")
+    if hasattr(source, "__arrow_c_stream__"):  # Polars, DuckDB, pyarrow readers: their buffers, not a copy
+        return [source_from_table(pa.table(source), f"<{type(source).__name__}>")]
+    raise InputError(
+        f"cannot evaluate a {type(source).__name__}: pass a path, a pandas DataFrame, a pyarrow Table "
+        "or an object exporting Arrow data (__arrow_c_stream__)"
+    )
 
 
 def open_all(paths: Sequence[str], input_format: str | None) -> list[Any]:

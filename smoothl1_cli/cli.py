@@ -23,7 +23,7 @@ from smoothl1_cli.errors import ExitCode, InputError, Terminated
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
-FORMATS = ("auto", "table", "json", "markdown", "csv")
+FORMATS = ("auto", "table", "json", "markdown", "markdown-compact", "csv")
 ISSUES_URL = "https://github.com/smoothl1/smoothl1/issues"
 
 
@@ -266,7 +266,7 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
 @click.option("--ci", type=float, metavar="LEVEL", help="Bootstrap confidence interval at LEVEL (e.g. 0.95).")
 @click.option(
     "--bootstrap",
-    type=click.IntRange(min=2),
+    type=click.IntRange(2, 2**18),  # the Options check, shown in --help
     metavar="N",
     default=1000,
     show_default=True,
@@ -299,6 +299,18 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
 )
 @click.option(
     "-o", "--output", metavar="FILE", shell_complete=_paths, help="Also write the JSON report to FILE (atomically)."
+)
+@click.option(
+    "--junit",
+    metavar="FILE",
+    shell_complete=_paths,
+    help="Also write a JUnit XML report: a test case per gated result.",
+)
+@click.option(
+    "--plot",
+    metavar="FILE.svg",
+    shell_complete=_paths,
+    help="Also write an SVG of the loss distribution (and the baseline).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only the value(s).")
 @click.option("--fail-above", type=float, metavar="X", help="Exit 1 if a value exceeds X.")
@@ -342,6 +354,11 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
     from smoothl1_cli.readers import expand_inputs
     from smoothl1_cli.render import RENDERERS, printable
 
+    junit, plot = options.pop("junit"), options.pop("plot")
+    if plot is not None:
+        from smoothl1_cli.plot import check_path
+
+        check_path(plot)
     settings = Options(id=id_column, **options)
     if settings.reduction == "none":
         if per_row not in (None, "-"):
@@ -359,7 +376,7 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
             f"add -o FILE for the report{instead}"
         )
     files = expand_inputs(inputs)
-    refuse_overwriting({"-o": output, "--per-row": per_row}, files, labels)
+    refuse_overwriting({"-o": output, "--per-row": per_row, "--junit": junit, "--plot": plot}, files, labels)
     sources = open_all(files, settings.input_format)
     with _progress_bar(sources, progress):
         report = run(sources, settings, per_row, fail_above, baseline, max_increase, labels, on)
@@ -373,6 +390,16 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
         json_text = text.getvalue()
         with atomic_output(output, "-o") as file:
             file.write(json_text.encode())
+    if junit is not None:
+        from smoothl1_cli.junit import write_junit
+
+        with atomic_output(junit, "--junit") as file:
+            write_junit(report, file)
+    if plot is not None:
+        from smoothl1_cli.plot import svg
+
+        with atomic_output(plot, "--plot") as file:
+            file.write(svg(report))
     if per_row != "-":
         if renderer == "json" and json_text is not None:  # rendered once: a million groups take seconds
             sys.stdout.write(json_text)
@@ -431,6 +458,14 @@ def _echo_failures(failures: tuple[str, ...]) -> None:
 
     for failure in failures:
         click.echo(f"gate failed: {printable(failure)}", err=True)
+
+
+@cli.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema (draft 2020-12) of the report that -f json and -o write."""
+    from smoothl1_cli.schema import schema_text
+
+    click.echo(schema_text(), nl=False)
 
 
 def _chosen(fmt: str) -> str:

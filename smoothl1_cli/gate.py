@@ -153,7 +153,7 @@ def _failure(change: Change, name: str, tolerance: Tolerance) -> str:
 
 
 def load_report(path: str) -> dict[str, Any]:
-    """A saved JSON report, checked to be one of ours."""
+    """A saved JSON report, checked against the report's JSON Schema."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -166,21 +166,13 @@ def load_report(path: str) -> dict[str, Any]:
         raise InputError(f"{path}: not a JSON report ({exc})") from None
     except RecursionError:
         raise InputError(f"{path}: not a smoothl1 JSON report (nested too deeply to read)") from None
-    results = report.get("results") if isinstance(report, dict) else None
-    overall = [report["overall"]] if isinstance(report, dict) and report.get("overall") is not None else []
-    if not isinstance(report, dict) or not isinstance(report.get("signature"), str) or not isinstance(results, list):
-        raise InputError(f"{path}: not a smoothl1 JSON report (no signature or results); make one with -o FILE")
-    for result in results + overall:
-        value = result.get("value") if isinstance(result, dict) else None
-        if (
-            not (isinstance(result, dict) and isinstance(result.get("pred"), str))
-            or not isinstance(result.get("target", ""), str)
-            or isinstance(value, bool)
-            or not (value is None or isinstance(value, int | float))
-            or (isinstance(value, int) and abs(value) > 2**1023)  # beyond float64
-        ):
-            raise InputError(f"{path}: a result without a 'pred' name and a numeric 'value': {str(result)[:80]}")
-    return report
+    from smoothl1_cli.schema import first_error
+
+    problem = first_error(report)
+    if problem is not None:
+        raise InputError(f"{path}: not a smoothl1 JSON report ({problem}); make one with -o FILE (see smoothl1 schema)")
+    checked: dict[str, Any] = report
+    return checked
 
 
 def _settings(signature: str) -> str:

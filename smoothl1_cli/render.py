@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from types import GeneratorType
 from typing import Any, TextIO
 
+import numpy as np
+
 from smoothl1_cli.gate import Change, Comparison
 from smoothl1_cli.report import Gate, Report, Result, strict_json_value
 from smoothl1_cli.stats import QUANTILES
@@ -42,9 +44,11 @@ CSV_COLUMNS = (
     "rmse",
 )
 MARKDOWN_LIMIT = 512 * 1024  # GitHub's job summary takes 1 MiB; stay well under it
+COMMENT_LIMIT = 59_500  # bytes of lines: with the note, a compact report stays below 60,000 characters
 BAR_WIDTH = 30
 HISTOGRAM_BINS = 8  # log-spaced, over the losses above the 1st percentile (those below get a bin of their own)
-TABLE_HISTOGRAMS = 4
+TABLE_HISTOGRAMS = 4  # loss distributions shown, in the table and as the markdown's charts
+CHART_RESULTS = 30  # bars in the markdown's value chart
 
 
 def printable(text: str) -> str:
@@ -234,6 +238,7 @@ def render_markdown(report: Report, out: TextIO) -> None:
     if uncertainty:
         header = ["", *(r.pred for r in report.all_results)]
         lines += ["", *_md_table(header, [[label, *cells] for label, cells in uncertainty], numeric_from=1)]
+    lines += _mermaid_charts(report)
     names = _names(report)
     if report.worst_rows:
         with_id = ["id"] if report.id_column else []
@@ -258,6 +263,70 @@ def render_markdown(report: Report, out: TextIO) -> None:
     _write_capped(lines, out)
 
 
+def render_markdown_compact(report: Report, out: TextIO) -> None:
+    """The compact markdown of a PR comment (see compact_markdown)."""
+    compact_markdown(report.to_dict(groups=False), out)
+
+
+def compact_markdown(report: dict[str, Any], out: TextIO) -> None:
+    """A JSON report (a dict, as -o writes it) as a PR comment: the verdict, the comparison with the
+    baseline (or the values, without one) and the signature, below 60,000 characters (GitHub takes
+    65,536), pointing to the full report for the rest."""
+    gate = report["gate"]
+    lines = _md_gate(Gate(gate["passed"], tuple(gate["failures"])))
+    comparison = report.get("baseline")
+    if comparison is not None:
+        changes = [Change(c["pred"], c["target"], c["baseline"], c["current"], c["verdict"])
+                   for c in comparison["results"]]  # fmt: skip
+        lines += [f"Against the baseline (allowed increase {_md(comparison['max_increase'])}):", ""]
+        lines += _md_changes(changes)
+    else:
+        results = report["results"] + ([report["overall"]] if report.get("overall") else [])
+        rows = [[r["pred"], r["target"], _nan(r["value"]), r["count"]] for r in results]
+        lines += _md_table(["pred", "target", "value", "count"], rows, numeric_from=2)
+    lines += ["", f"``{printable(report['signature'])}`` · the full report (every statistic, worst rows, groups) "
+              "is the JSON report (-o) and the job summary (-f markdown)."]  # fmt: skip
+    _write_capped(lines, out, COMMENT_LIMIT, "GitHub's 65,536-character comment limit")
+
+
+def _nan(value: float | None) -> float:
+    """A JSON report's null (NaN or an infinity) shown as nan."""
+    return math.nan if value is None else value
+
+
+def _mermaid_charts(report: Report) -> list[str]:
+    """Mermaid xychart-beta charts, which GitHub draws in job summaries and comments (the tables stay):
+    the value per result (bars; the baseline's values as a line where every result has one), then the
+    loss distribution of the first results over the histogram's log-spaced bins."""
+    results = report.all_results[:CHART_RESULTS]
+    if not all(math.isfinite(r.value) for r in results):
+        return []
+    baseline = {(c.pred, c.target): c.baseline for c in report.comparison.changes} if report.comparison else {}
+    old = [baseline.get((r.pred, r.target)) for r in results]
+    shown = "bars: current, line: baseline" if old and all(v is not None and math.isfinite(v) for v in old) else ""
+    names = [f"{r.pred} ({r.target})" if len(_names(report)) > 1 else r.pred for r in results]
+    lines = _xychart(f"{report.loss} {report.reduction} per pred" + (f" ({shown})" if shown else ""), names,
+                     [r.value for r in results], [v or 0.0 for v in old] if shown else None)  # fmt: skip
+    for name, result in zip(names, results[:TABLE_HISTOGRAMS], strict=False):
+        bins = result.summary.distribution.histogram() if result.summary.distribution is not None else []
+        labels = [short(low) if low == high else f"{low:.3g}–{high:.3g}" for low, high, _ in bins]
+        lines += _xychart(f"loss distribution: {name}", labels, [weight for _, _, weight in bins], None) if bins else []
+    return lines
+
+
+def _xychart(title: str, labels: Sequence[str], bars: Sequence[float], line: Sequence[float] | None) -> list[str]:
+    def text(value: str) -> str:
+        return '"' + printable(value).replace('"', "'") + '"'
+
+    def numbers(values: Sequence[float]) -> str:  # positional: Mermaid reads no exponents
+        return "[" + ", ".join(np.format_float_positional(v, precision=6, unique=False, fractional=False, trim="-")
+                               for v in values) + "]"  # fmt: skip
+
+    chart = ["", "```mermaid", "xychart-beta", f"    title {text(title)}",
+             f"    x-axis [{', '.join(text(label) for label in labels)}]", f"    bar {numbers(bars)}"]  # fmt: skip
+    return chart + ([f"    line {numbers(line)}"] if line is not None else []) + ["```"]
+
+
 def _names(report: Report) -> list[str]:
     """The columns naming a result in the worst rows and groups: `pred`, and `target` too where a pred
     is scored against several targets (`-t y1,y2 -p p,p`)."""
@@ -265,13 +334,15 @@ def _names(report: Report) -> list[str]:
     return ["pred", "target"] if len(set(preds)) < len(preds) else ["pred"]
 
 
-def _write_capped(lines: list[str], out: TextIO) -> None:
-    """Write lines, stopping with a note before MARKDOWN_LIMIT bytes."""
+def _write_capped(
+    lines: list[str], out: TextIO, limit: int = MARKDOWN_LIMIT, why: str = "GitHub's 1 MiB summary limit"
+) -> None:
+    """Write lines, stopping with a note before `limit` bytes."""
     size = 0
     for index, line in enumerate(lines):
         size += len(line.encode()) + 1
-        if size > MARKDOWN_LIMIT:
-            out.write(f"\n_… {len(lines) - index} more lines left out to stay under GitHub's 1 MiB summary limit; "
+        if size > limit:
+            out.write(f"\n_… {len(lines) - index} more lines left out to stay under {why}; "
                       "see the JSON report (-o) for everything._\n")  # fmt: skip
             return
         out.write(line + "\n")
@@ -499,6 +570,7 @@ RENDERERS: dict[str, Callable[[Report, TextIO], None]] = {
     "table": render_table,
     "json": render_json,
     "markdown": render_markdown,
+    "markdown-compact": render_markdown_compact,
     "csv": render_csv,
     "quiet": render_quiet,
 }

@@ -51,7 +51,9 @@ def test_more_bootstrap_replicates_than_the_weights_can_tell_apart_are_refused(w
     data = write_table("csv", y=[1.0, 2.0], pred=[1.5, 4.0])
     result = invoke(["eval", data, "-t", "y", "--ci", "0.9", "--bootstrap", "262145", "-q"])
     assert result.exit_code == 2
-    assert "--bootstrap takes 2 to 262144 replicates" in result.stderr
+    assert "262145 is not in the range 2<=x<=262144" in result.stderr
+    with pytest.raises(InputError, match="--bootstrap takes 2 to 262144 replicates"):
+        evaluate(str(data), target="y", ci=0.9, bootstrap=262145)
 
 
 def test_the_api_takes_scalars_and_keeps_the_shape_of_none():
