@@ -186,7 +186,7 @@ def test_names_ids_keys_and_file_names_are_escaped(smoothl1_command, tmp_path, o
         for text in (HOSTILE_ID, HOSTILE_KEY, HOSTILE_FILE):
             if options == ["-f", "csv"] and text != HOSTILE_KEY:
                 continue  # the CSV report has no ids or file names
-            assert _escaped(text) in out, text
+            assert _escaped(text) in out.replace("\n", ""), text  # the table wraps a long path, never cuts it
     if options in (["-q"], ["-f", "csv"]):
         assert f"gate failed: {_escaped(HOSTILE_PRED)}: " in err
 
