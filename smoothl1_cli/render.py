@@ -493,6 +493,12 @@ def _bins(report: Report, results: Sequence[Result]) -> list[tuple[float, float]
     return bins
 
 
+def _span(low: float, high: float) -> str:
+    """A bin's edges, with all their digits where six would print two different numbers alike."""
+    shown = short(low), short(high)
+    return f"{low!r} – {high!r}" if shown[0] == shown[1] else f"{shown[0]} – {shown[1]}"
+
+
 def _counts(result: Result, bins: list[tuple[float, float]]) -> Any:
     """The weight of `result`'s losses in each bin (NaN last, under --nan-policy propagate)."""
     import numpy as np
@@ -517,7 +523,7 @@ def _histogram(
     name = f"{result.pred} (target {result.target})" if with_target else result.pred
     split = _split(report)
     rows = [
-        (short(low) if low == high else f"{short(low)} – {short(high)}", count, low < high == split)
+        (short(low) if low == high else _span(low, high), count, low < high == split)
         for (low, high), count in zip(bins, counts, strict=False)
     ]  # the last count, NaN's, has no bin
     if counts[-1]:

@@ -258,3 +258,10 @@ def test_the_table_shows_the_reports_warnings(smoothl1_command, tmp_path):
     (warning,) = json.loads(saved.read_text())["warnings"]
     assert "overflows float64" in warning
     assert f"warning: {warning}" in " ".join(text.split())  # wrapped lines joined
+
+
+def test_a_bin_whose_edges_print_alike_at_six_digits_shows_all_their_digits() -> None:
+    from smoothl1_cli.render import _span
+
+    assert _span(0.004999999999999982, 0.005) == "0.004999999999999982 – 0.005"
+    assert _span(0.0466, 0.142) == "0.0466 – 0.142"
