@@ -202,11 +202,21 @@ def _md_gate(gate: Gate) -> list[str]:
     return ["**❌ smoothl1 gate failed**", "", *(f"- {_md(failure)}" for failure in gate.failures), ""]
 
 
-def _md_changes(changes: Sequence[Change]) -> list[str]:
+def _change_rows(changes: Sequence[Change], verdict: Callable[[str], Any]) -> tuple[list[str], list[list[Any]]]:
+    """The comparison's header and rows; with a `target` column where a pred is scored against several targets."""
+    preds = [c.pred for c in changes]
+    names = ["pred", "target"] if len(set(preds)) < len(preds) else ["pred"]
     rows = [
-        [c.pred, c.baseline, c.current, c.change, _percent(c.relative_change), _verdict(c.verdict)] for c in changes
+        [c.pred, *([c.target] if len(names) == 2 else []), c.baseline, c.current, c.change]
+        + [_percent(c.relative_change), verdict(c.verdict)]
+        for c in changes
     ]
-    return _md_table(["pred", "baseline", "current", "change", "change %", "verdict"], rows, numeric_from=1)
+    return [*names, "baseline", "current", "change", "change %", "verdict"], rows
+
+
+def _md_changes(changes: Sequence[Change]) -> list[str]:
+    header, rows = _change_rows(changes, _verdict)
+    return _md_table(header, rows, numeric_from=header.index("baseline"))
 
 
 def _percent(value: float | None) -> str:
@@ -554,11 +564,7 @@ def _changes_table(console: Any, comparison: Comparison) -> Any:
     from rich.text import Text
 
     style = {"ok": "green", "noise": "green", "regressed": "bold red", "missing": "bold red", "new": "yellow"}
-    rows = [
-        [c.pred, c.baseline, c.current, c.change, _percent(c.relative_change), Text(c.verdict, style[c.verdict])]
-        for c in comparison.changes
-    ]
-    header = ["pred", "baseline", "current", "change", "change %", "verdict"]
+    header, rows = _change_rows(comparison.changes, lambda verdict: Text(verdict, style[verdict]))
     return _view(console, f"against the baseline (allowed increase {comparison.tolerance})", header, rows)
 
 

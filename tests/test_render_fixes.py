@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import re
 import subprocess
 import unicodedata
 from pathlib import Path
@@ -268,3 +269,20 @@ def test_per_row_losses_are_data_and_keep_ids_exactly(smoothl1_command, tmp_path
     assert streamed.returncode == 0, streamed.stderr
     for text in (per_row.read_text(), streamed.stdout.decode()):
         assert [line["id"] for line in csv.DictReader(io.StringIO(text, newline=""))] == ["a", "b", HOSTILE_ID]
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_the_comparison_names_the_target_where_a_pred_repeats(smoothl1_command, tmp_path, fmt) -> None:
+    (tmp_path / "base.csv").write_text("y1,y2,p\n0,0,1\n1,1,1\n")
+    (tmp_path / "cur.csv").write_text("y1,y2,p\n0,0,1\n1,3,1\n")
+    for name in ("base", "cur"):
+        done = run_command(smoothl1_command, "eval", tmp_path / f"{name}.csv", "-t", "y1,y2", "-p", "p,p",
+                           "-o", tmp_path / f"{name}.json", "-q")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    done = run_command(smoothl1_command, "compare", tmp_path / "base.json", tmp_path / "cur.json", "-f", fmt)
+    assert done.returncode == 1
+    lines = done.stdout.decode().splitlines()
+    regressed = [line for line in lines if "regressed" in line and "overall" not in line]
+    assert len(regressed) == 1
+    assert re.search(r"\bp\b.*\by2\b.*0\.25.*\b1(\.0)?\b.*0\.75", regressed[0]), regressed[0]
+    assert any(re.search(r"\bp\b.*\by1\b.*\bok\b", line) for line in lines)
