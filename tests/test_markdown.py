@@ -93,12 +93,14 @@ def test_verdict_first_then_well_formed_tables_with_the_reference_values(data_cs
     found = tables(text)
     assert len(found) == 2  # results, worst rows
     header, body = check_table(found[0])
-    assert header[:4] == ["pred", "target", "count", "value"]
+    assert header[:5] == ["pred", "target", "count", "omitted", "value"]
+    assert {"sum", "p95"} <= set(header)
     rows = by_first_cell(header, body)
     assert set(rows) == {"model_a", "model_b"}
     for pred in ("model_a", "model_b"):
         assert rows[pred]["target"] == "y"
         assert rows[pred]["count"] == str(ROWS)
+        assert rows[pred]["omitted"] == "0"
         assert rows[pred]["value"] == six(reference_mean(DATA[pred], DATA["y"]))
         assert rows[pred]["max"] == six(max(reference_loss(p, t) for p, t in zip(DATA[pred], DATA["y"], strict=True)))
     worst_header, worst = check_table(found[1])
