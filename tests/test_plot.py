@@ -64,7 +64,7 @@ def test_markdown_charts_value_per_pred_against_the_baseline_and_the_distributio
         assert (chart["x"][0] == "0") == (zeros > 0)
         if zeros:
             assert chart["bar"][0] == zeros
-    assert "| pred | target | count | value |" in text  # the tables are kept
+    assert "| pred | target | count | omitted | value |" in text  # the tables are kept
 
 
 def test_markdown_chart_without_a_baseline_has_no_line_and_no_chart_of_nan(smoothl1_command, write_table):
