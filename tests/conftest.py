@@ -188,7 +188,9 @@ def smoothl1_command() -> list[str]:
 
 
 def run_command(
-    command: list[str], *args: Any, stdin: bytes | None = None, timeout: float = 60
+    command: list[str], *args: Any, stdin: bytes | None = None, timeout: float = 60, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    """The installed command in a subprocess, as a user runs it."""
-    return subprocess.run([*command, *map(str, args)], input=stdin, capture_output=True, timeout=timeout, check=False)
+    """The installed command in a subprocess, as a user runs it (in `cwd`, for relative paths)."""
+    return subprocess.run(
+        [*command, *map(str, args)], input=stdin, capture_output=True, timeout=timeout, check=False, cwd=cwd
+    )

@@ -55,13 +55,7 @@ def test_an_output_that_is_the_input_is_refused_and_the_input_kept(smoothl1_comm
     (tmp_path / "link.csv").symlink_to(data)
     os.link(data, tmp_path / "hard.csv")
     before = data.read_bytes()
-    done = subprocess.run(
-        [*smoothl1_command, "eval", "data.csv", "-t", "y", option, given, "-q"],
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_command(smoothl1_command, "eval", "data.csv", "-t", "y", option, given, "-q", cwd=tmp_path)
     assert _error(done) == (
         f"Error: {option} {given} is the same file as input data.csv: it would be overwritten; name another file"
     )
@@ -108,12 +102,8 @@ def test_standard_input_redirected_from_the_output_file_is_refused(smoothl1_comm
 @pytest.mark.parametrize("second", ["report.csv", "./report.csv"])
 def test_two_outputs_to_one_file_are_refused(smoothl1_command, data, tmp_path, second):
     """Neither exists yet: told apart by resolved path. Before, one silently replaced the other."""
-    done = subprocess.run(
-        [*smoothl1_command, "eval", str(data), "-t", "y", "-o", "report.csv", "--per-row", second, "-q"],
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=60,
-        check=False,
+    done = run_command(
+        smoothl1_command, "eval", data, "-t", "y", "-o", "report.csv", "--per-row", second, "-q", cwd=tmp_path
     )
     assert _error(done) == (
         f"Error: --per-row {second} is the same file as -o report.csv: it would be overwritten; name another file"

@@ -23,28 +23,33 @@ def read_back(path: Path) -> dict[str, list[Any]]:
 
 
 @pytest.mark.parametrize("ext", ["parquet", "csv"])
-def test_an_id_column_named_row_is_written_as_id_row(smoothl1_command, write_table, tmp_path, ext):
-    data = write_table("parquet", row=[10, 11], y=[1.0, 2.0], pred=[1.5, 4.0])
+@pytest.mark.parametrize(
+    ("columns", "args", "expected"),
+    [
+        (  # an id column named like the row number
+            {"row": [10, 11], "y": [1.0, 2.0], "pred": [1.5, 4.0]},
+            ["-t", "y", "--id", "row"],
+            {"row": [0, 1], "id_row": [10, 11], "loss": [reference_loss(1.5, 1.0), reference_loss(4.0, 2.0)]},
+        ),
+        (  # one pred scored against two targets
+            {"y1": [1.0, 2.0], "y2": [0.0, 5.0], "p": [1.5, 4.0]},
+            ["-t", "y1,y2", "-p", "p,p"],
+            {
+                "row": [0, 1],
+                "loss_p_y1": [reference_loss(1.5, 1.0), reference_loss(4.0, 2.0)],
+                "loss_p_y2": [reference_loss(1.5, 0.0), reference_loss(4.0, 5.0)],
+            },
+        ),
+    ],
+    ids=["id-row", "pred-twice"],
+)
+def test_per_row_column_names_never_repeat(smoothl1_command, write_table, tmp_path, ext, columns, args, expected):
     out = tmp_path / f"rows.{ext}"
-    done = run_command(smoothl1_command, "eval", data, "-t", "y", "--id", "row", "--per-row", out, "-q")
+    done = run_command(smoothl1_command, "eval", write_table("parquet", **columns), *args, "--per-row", out, "-q")
     assert done.returncode == 0, done.stderr
-    columns = read_back(out)
-    assert list(columns) == ["row", "id_row", "loss"]
-    assert columns["row"] == [0, 1]
-    assert columns["id_row"] == [10, 11]
-    assert columns["loss"] == [reference_loss(1.5, 1.0), reference_loss(4.0, 2.0)]
-
-
-@pytest.mark.parametrize("ext", ["parquet", "csv"])
-def test_one_pred_against_two_targets_gets_a_loss_column_each(smoothl1_command, write_table, tmp_path, ext):
-    data = write_table("csv", y1=[1.0, 2.0], y2=[0.0, 5.0], p=[1.5, 4.0])
-    out = tmp_path / f"rows.{ext}"
-    done = run_command(smoothl1_command, "eval", data, "-t", "y1,y2", "-p", "p,p", "--per-row", out, "-q")
-    assert done.returncode == 0, done.stderr
-    columns = read_back(out)
-    assert list(columns) == ["row", "loss_p_y1", "loss_p_y2"]
-    assert columns["loss_p_y1"] == [reference_loss(1.5, 1.0), reference_loss(4.0, 2.0)]
-    assert columns["loss_p_y2"] == [reference_loss(1.5, 0.0), reference_loss(4.0, 5.0)]
+    found = read_back(out)
+    assert list(found) == list(expected)  # the column order too
+    assert found == expected
 
 
 def test_more_bootstrap_replicates_than_the_weights_can_tell_apart_are_refused(write_table):
