@@ -104,18 +104,15 @@ def evaluate(
         settings = Options(target=_names(target), pred=_names(pred), **options)
     except TypeError as exc:
         raise InputError(str(exc)) from exc
-    sources = _sources(source, settings.input_format, settings.id)
-    if gates["per_row"] is not None:
-        from smoothl1_cli.output import refuse_overwriting
+    paths = _paths(source)
+    if paths is None:
+        return run(_sources(source, settings.id), settings, **gates)
+    from smoothl1_cli.output import refuse_overwriting
+    from smoothl1_cli.readers import expand_inputs
 
-        files = [s.label for s in sources if s.format != "table"]
-        try:
-            refuse_overwriting({"per_row": gates["per_row"]}, files, gates["labels"])
-        except BaseException:
-            for opened in sources:
-                opened.close()
-            raise
-    return run(sources, settings, **gates)
+    files = expand_inputs(paths)  # as the command does: nothing is opened before the outputs are checked
+    refuse_overwriting({"per_row": gates["per_row"]}, files, gates["labels"])
+    return run(open_all(files, settings.input_format), settings, **gates)
 
 
 def _check_keywords(given: dict[str, Any], valid: list[str]) -> None:
@@ -135,17 +132,23 @@ def _names(names: str | Sequence[str] | None) -> tuple[str, ...]:
     return (names,) if isinstance(names, str) else tuple(names)
 
 
-def _sources(source: Any, input_format: str | None, id_column: str | None) -> list[Any]:
+def _paths(source: Any) -> list[str] | None:
+    """A path or a list of paths (directories and globs as on the command line); None for data in memory."""
+    if isinstance(source, str | Path):
+        return [str(source)]
+    if isinstance(source, Sequence) and source and all(isinstance(s, str | Path) for s in source):
+        return [str(s) for s in source]
+    return None
+
+
+def _sources(source: Any, id_column: str | None) -> list[Any]:
+    """Data in memory as a source: a pyarrow Table, a pandas DataFrame, an Arrow C stream."""
     import pyarrow as pa
 
     from smoothl1_cli.readers import source_from_table
 
     if isinstance(source, pa.Table):
         return [source_from_table(source, "<Table>")]
-    if isinstance(source, str | Path):
-        return open_all([str(source)], input_format)  # a directory or a glob, as on the command line
-    if isinstance(source, Sequence) and source and all(isinstance(s, str | Path) for s in source):
-        return open_all([str(s) for s in source], input_format)
     if type(source).__module__.startswith("pandas"):
         index = {"index" if name is None else str(name) for name in source.index.names}  # reset_index's names
         if id_column is not None and id_column not in source.columns and id_column in index:
