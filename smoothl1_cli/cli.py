@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from smoothl1_cli import __version__
-from smoothl1_cli.errors import ExitCode, InputError, Terminated
+from smoothl1_cli.errors import ExitCode, InputError, Terminated, printable
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -47,8 +47,6 @@ class Cli(click.Group):
         try:
             return super().invoke(ctx)
         except InputError as exc:
-            from smoothl1_cli.render import printable
-
             raise BadInput(printable(str(exc))) from exc
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -79,7 +77,7 @@ HELP_SECTIONS = {
     "Output": ("fmt", "output", "quiet", "top", "per_row", "junit", "plot"),
     "Gates": ("fail_above", "baseline", "max_increase"),
     "Statistics": ("ci", "bootstrap", "seed", "exact_quantiles"),
-    "Execution": ("backend", "engine", "scheduler", "workers", "chunk_rows", "progress", "debug"),
+    "Execution": ("backend", "chunk_rows", "progress", "debug"),
 }
 
 
@@ -137,8 +135,6 @@ _ENVIRONMENT_ERRORS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno
 
 
 def _internal_error(exc: Exception, ctx: click.Context) -> NoReturn:
-    from smoothl1_cli.render import printable
-
     debug = os.environ.get("SMOOTHL1_DEBUG") == "1" or bool(ctx.meta.get("smoothl1.debug"))
     if debug:
         import traceback
@@ -162,7 +158,7 @@ Exit codes:
   1    evaluated, a gate failed (the report is still printed and written)
   2    usage or input error (one "Error: ..." line on stderr)
   3    internal error (a bug: please report it; --debug shows the traceback)
-  130  interrupted (Ctrl-C)""",
+  130  interrupted (Ctrl-C); 128 + N for another signal N (143: SIGTERM, 129: SIGHUP)""",
 )
 @click.version_option(__version__, "-V", "--version", prog_name="smoothl1")
 def cli() -> None:
@@ -352,7 +348,7 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
     from smoothl1_cli.evaluation import Options
     from smoothl1_cli.output import atomic_output, refuse_overwriting
     from smoothl1_cli.readers import expand_inputs
-    from smoothl1_cli.render import RENDERERS, printable
+    from smoothl1_cli.render import RENDERERS
 
     junit, plot = options.pop("junit"), options.pop("plot")
     if plot is not None:
@@ -376,7 +372,8 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
             f"add -o FILE for the report{instead}"
         )
     files = expand_inputs(inputs)
-    refuse_overwriting({"-o": output, "--per-row": per_row, "--junit": junit, "--plot": plot}, files, labels)
+    per_row_file = None if per_row == "-" else per_row  # only --per-row takes - for stdout
+    refuse_overwriting({"-o": output, "--per-row": per_row_file, "--junit": junit, "--plot": plot}, files, labels)
     sources = open_all(files, settings.input_format)
     with _progress_bar(sources, progress):
         report = run(sources, settings, per_row, fail_above, baseline, max_increase, labels, on)
@@ -454,8 +451,6 @@ def compare_command(
 
 def _echo_failures(failures: tuple[str, ...]) -> None:
     """A gate's failures on stderr, for outputs that have no room for them."""
-    from smoothl1_cli.render import printable
-
     for failure in failures:
         click.echo(f"gate failed: {printable(failure)}", err=True)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class InputError(ValueError):
     """Bad input or usage the user can fix: one `Error: ...` line and exit code 2 on the command line."""
@@ -24,3 +26,14 @@ class Terminated(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+def printable(text: str) -> str:
+    """Control characters from the data (newlines, NUL, ESC and the other C0 and C1 controls) shown
+    escaped, as Python writes them: on one line, never a terminal command, and valid in XML (JUnit, SVG).
+
+    Here, not in render.py, so that an error line needs no NumPy."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufffe\uffff]")  # and what XML 1.0 forbids

@@ -521,12 +521,16 @@ class _TextLabels:
 
     integral: dict[str, bool]
 
-    def observe(self, name: str, column: pa.Array) -> None:
-        if self.integral.get(name, True):
-            import pyarrow.compute as pc
+    def observe(self, name: str, column: pa.Array, from_text: bool) -> None:
+        if not pa.types.is_string(column.type) or not self.integral.get(name, True):
+            return
+        if not from_text:  # text that a typed format (JSON Lines, Parquet) holds as text stays text
+            self.integral[name] = False
+            return
+        import pyarrow.compute as pc
 
-            plain = pc.all(pc.match_substring_regex(column, _PLAIN_INT)).as_py()
-            self.integral[name] = plain is not False  # None: no value but missing ones
+        plain = pc.all(pc.match_substring_regex(column, _PLAIN_INT)).as_py()
+        self.integral[name] = plain is not False  # None: no value but missing ones
 
     def typed(self, name: str, value: Any) -> Any:
         return int(value) if isinstance(value, str) and self.integral.get(name) else value
@@ -714,9 +718,8 @@ def _pieces(
                     )
                     for name in plan.labels
                 }
-                if source.format in TEXT_FORMATS:
-                    for name, column in labels.items():
-                        text_labels.observe(name, column)
+                for name, column in labels.items():
+                    text_labels.observe(name, column, from_text=source.format in TEXT_FORMATS)
                 ids = [labels[plan.id]] if plan.id else []
                 groups = [labels[plan.group_by]] if plan.group_by else []
                 rows += batch.num_rows

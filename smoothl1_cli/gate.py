@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from smoothl1_cli.errors import InputError
-from smoothl1_cli.report import Gate, Report, format_number
+from smoothl1_cli.report import Gate, Report, format_number, result_names
 
 # Relative to the baseline value: an increase this small is rounding (another --chunk-rows, another
 # summation order; README: results agree to a relative 1e-12), not a regression.
@@ -29,11 +28,12 @@ def check_limit(limit: float) -> None:
 
 def fail_above(report: Report, limit: float) -> Gate:
     """Fail every result (and `overall`) whose value exceeds `limit`; a NaN value cannot pass."""
+    results = report.all_results
     failures = tuple(
-        f"{result.pred}: {result.value!r} > {format_number(limit)}"
+        f"{name}: {result.value!r} > {format_number(limit)}"
         if not math.isnan(result.value)
-        else f"{result.pred}: the value is NaN, so it cannot be checked against {format_number(limit)}"
-        for result in report.all_results
+        else f"{name}: the value is NaN, so it cannot be checked against {format_number(limit)}"
+        for name, result in zip(result_names([(r.pred, r.target) for r in results]), results, strict=True)
         if math.isnan(result.value) or result.value > limit
     )
     return Gate(passed=not failures, failures=failures)
@@ -118,10 +118,10 @@ class Comparison:
 
     @property
     def gate(self) -> Gate:
-        repeated = {pred for pred, times in Counter(c.pred for c in self.changes).items() if times > 1}
+        names = result_names([(c.pred, c.target) for c in self.changes])
         failures = tuple(
-            _failure(c, f"{c.pred} (target {c.target})" if c.pred in repeated else c.pred, self.tolerance)
-            for c in self.changes
+            _failure(c, name, self.tolerance)
+            for name, c in zip(names, self.changes, strict=True)
             if c.verdict in ("regressed", "missing")
         )
         return Gate(passed=not failures, failures=failures, checked=True)

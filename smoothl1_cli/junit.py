@@ -12,8 +12,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import IO
 
-from smoothl1_cli.render import printable, short
-from smoothl1_cli.report import Report
+from smoothl1_cli.errors import printable
+from smoothl1_cli.render import short
+from smoothl1_cli.report import Report, result_names
 
 
 def write_junit(report: Report, out: IO[bytes]) -> None:
@@ -33,12 +34,11 @@ def _results_suite(report: Report) -> ET.Element:
     paired: list[tuple[str, str, float | None]] = [(r.pred, r.target, r.value) for r in report.all_results]
     if report.comparison is not None:
         paired += [(c.pred, c.target or "", None) for c in report.comparison.changes if c.verdict == "missing"]
-    preds = [pred for pred, _, _ in paired]
+    names = result_names([(pred, target) for pred, target, _ in paired])  # as the gate names them
     left = list(report.gate.failures)
-    for pred, target, value in paired:
-        name = f"{pred} (target {target})" if preds.count(pred) > 1 else pred
+    for name, (_, _, value) in zip(names, paired, strict=True):
         case = ET.SubElement(suite, "testcase", classname=f"smoothl1.{report.loss}", name=printable(name))
-        mine = [f for f in left if f.startswith((f"{pred}: ", f"{pred} (target {target}): "))]
+        mine = [f for f in left if f.startswith(f"{name}: ")]
         for failure in mine:
             left.remove(failure)
             _fail(case, failure)

@@ -9,6 +9,7 @@ import os
 import stat
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -26,8 +27,8 @@ def refuse_overwriting(outputs: Mapping[str, str | None], inputs: Sequence[str],
     writing it would destroy the data (or keep only one of the outputs).
 
     Files are told apart by device and inode where they exist (so `./x.csv`, a symlink or a hard link
-    to it are the same file), else by resolved path. `-` (stdout) and character devices (/dev/null,
-    a terminal) hold no data to lose.
+    to it are the same file), else by resolved path. Character devices (/dev/null, a terminal) hold no
+    data to lose; a file named `-` is a file like any other.
     """
     seen: dict[tuple[Any, ...], str] = {}
     named = [(f"input {path}", path) for path in inputs] + ([(f"--labels {labels}", labels)] if labels else [])
@@ -36,7 +37,7 @@ def refuse_overwriting(outputs: Mapping[str, str | None], inputs: Sequence[str],
         if identity is not None:
             seen.setdefault(identity, what)
     for option, target in outputs.items():
-        identity = _file_identity(target) if target is not None and target != "-" else None
+        identity = None if target is None else _file_identity(target, stdin=False)
         if identity is None:
             continue
         if identity in seen:
@@ -46,11 +47,11 @@ def refuse_overwriting(outputs: Mapping[str, str | None], inputs: Sequence[str],
         seen[identity] = f"{option} {target}"
 
 
-def _file_identity(path: str) -> tuple[Any, ...] | None:
-    """(device, inode) of the file at `path` (standard input's for `-`), else its resolved path; None for
-    a character device."""
+def _file_identity(path: str, stdin: bool = True) -> tuple[Any, ...] | None:
+    """(device, inode) of the file at `path` (standard input's for an input `-`), else its resolved path;
+    None for a character device."""
     try:
-        found = os.fstat(0) if path == "-" else os.stat(path)
+        found = os.fstat(0) if stdin and path == "-" else os.stat(path)
     except ValueError:  # a NUL in the path: opening it fails later, with its own error
         return None
     except OSError:  # not there (yet), or a URI
@@ -120,18 +121,22 @@ def column_names(id_column: str | None, pairs: Sequence[tuple[str, str]]) -> lis
     """`row`, the id column, then `loss` (one result) or `loss_<pred>`, `loss_<pred>_<target>` where a pred is
     scored against several targets; an id column whose name is taken is written as `id_<name>`. Unique, so
     the file reads back (a Parquet file with two columns of one name does not)."""
-    preds = [pred for pred, _ in pairs]
-    losses = (
-        ["loss"]
-        if len(pairs) == 1
-        else [f"loss_{pred}" if preds.count(pred) == 1 else f"loss_{pred}_{target}" for pred, target in pairs]
-    )
-    if id_column is None:
-        return ["row", *losses]
-    id_name = id_column
-    while id_name == "row" or id_name in losses:
-        id_name = f"id_{id_name}"
-    return ["row", id_name, *losses]
+    if len(pairs) == 1:
+        losses = ["loss"]
+    else:
+        times = Counter(pred for pred, _ in pairs)
+        losses = [f"loss_{pred}" if times[pred] == 1 else f"loss_{pred}_{target}" for pred, target in pairs]
+    names = ["row"]
+    if id_column is not None:
+        id_name = id_column
+        while id_name == "row" or id_name in losses:
+            id_name = f"id_{id_name}"
+        names.append(id_name)
+    for name in losses:  # -t a,b,c -p p,p,p_b would give loss_p_b twice
+        while name in names:
+            name += "_"
+        names.append(name)
+    return names
 
 
 def _row_batch(

@@ -12,10 +12,10 @@ import math
 from collections.abc import Sequence
 from xml.sax.saxutils import escape
 
-from smoothl1_cli.errors import InputError
+from smoothl1_cli.errors import InputError, printable
 from smoothl1_cli.gate import Comparison
-from smoothl1_cli.render import printable, short
-from smoothl1_cli.report import Report, Result
+from smoothl1_cli.render import short
+from smoothl1_cli.report import Report, Result, result_names
 
 WIDTH, PANEL, LEFT, RIGHT, TOP, BOTTOM = 760, 250, 72, 24, 50, 46
 PLOT_RESULTS = 8  # distribution panels at most
@@ -86,7 +86,9 @@ def _values_panel(report: Report, comparison: Comparison) -> list[str]:
                    weight="bold"), *_axes(peak, report.reduction)]  # fmt: skip
     slot = (WIDTH - LEFT - RIGHT) / max(len(changes), 1)
     width = min(slot * 0.38, 40.0)
-    for index, change in enumerate(changes):
+    for index, (change, name) in enumerate(
+        zip(changes, result_names([(c.pred, c.target) for c in changes]), strict=True)
+    ):
         middle = LEFT + slot * (index + 0.5)
         bars = (
             (change.baseline, BASELINE, "baseline", -width),
@@ -98,8 +100,8 @@ def _values_panel(report: Report, comparison: Comparison) -> list[str]:
                 continue
             height = _height(value, peak)
             parts.append(_bar(middle + offset, PANEL - BOTTOM - height, width, height, colour,
-                              f"{change.pred} {what}: {value!r}"))  # fmt: skip
-        parts.append(_text(middle, PANEL - BOTTOM + 14, _clip(change.pred), "middle"))
+                              f"{name} {what}: {value!r}"))  # fmt: skip
+        parts.append(_text(middle, PANEL - BOTTOM + 14, _clip(name), "middle"))
         parts.append(_text(middle, PANEL - BOTTOM + 28, change.verdict, "middle", 9))
     return parts
 

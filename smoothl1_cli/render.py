@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from smoothl1_cli.errors import printable
 from smoothl1_cli.gate import Change, Comparison
 from smoothl1_cli.report import Gate, Report, Result, strict_json_value
 from smoothl1_cli.stats import QUANTILES
@@ -48,15 +49,6 @@ BAR_WIDTH = 30
 HISTOGRAM_BINS = 8  # log-spaced, over the losses above the 1st percentile (those below get a bin of their own)
 TABLE_HISTOGRAMS = 4  # loss distributions shown, in the table and as the markdown's charts
 CHART_RESULTS = 30  # bars in the markdown's value chart
-
-
-def printable(text: str) -> str:
-    """Control characters from the data (newlines, NUL, ESC and the other C0 and C1 controls) shown
-    escaped, as Python writes them: on one line, and never a terminal command."""
-    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _rich(value: Any) -> str:

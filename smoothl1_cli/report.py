@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,13 @@ if TYPE_CHECKING:
     from smoothl1_cli.gate import Comparison
 
 SCHEMA_VERSION = 1
+
+
+def result_names(pairs: Sequence[tuple[str, str | None]]) -> list[str]:
+    """Each (pred, target) as people read it: the pred, with its target where the pred is scored
+    against several targets (`-t y1,y2 -p p,p`), so that two results never share a name."""
+    times = Counter(pred for pred, _ in pairs)
+    return [f"{pred} (target {target})" if times[pred] > 1 else pred for pred, target in pairs]
 
 
 def format_number(value: float) -> str:

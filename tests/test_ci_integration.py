@@ -517,3 +517,15 @@ def test_evaluate_names_what_it_takes_for_anything_else():
 
     with pytest.raises(InputError, match=r"cannot evaluate a dict: .* or an object exporting Arrow data"):
         evaluate({"y": TARGET}, target="y")
+
+
+def test_noncharacters_in_names_keep_the_junit_file_well_formed(smoothl1_command, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    data = tmp_path / "d.csv"
+    data.write_text("y,p\ufffe\n0,1\n", encoding="utf-8")
+    junit = tmp_path / "junit.xml"
+    done = run_command(smoothl1_command, "eval", data, "-t", "y", "--fail-above", "0", "--junit", junit, "-q")
+    assert done.returncode == 1
+    names = [case.get("name") for case in ET.parse(junit).getroot().iter("testcase")]
+    assert names == ["p\\ufffe"]

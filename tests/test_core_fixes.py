@@ -304,3 +304,13 @@ def test_a_target_that_is_also_the_group_key_names_its_non_number(smoothl1_comma
     padded.write_text("y,p\n 1,2\n2, 3\n5,x\n")
     line = _refused(smoothl1_command, padded, "-t", "y", "-p", "p")
     assert line == f"Error: {padded}: row 2 (line 4), column 'p': 'x' is not a number"
+
+
+def test_text_keys_of_a_typed_format_keep_a_csv_s_keys_as_text(smoothl1_command, tmp_path) -> None:
+    """Found in review: CSV keys 7, 8 made every string key an int, JSON Lines' 'x' too (exit 3)."""
+    (tmp_path / "g.csv").write_text("g,target,pred\n7,0,1\n8,0,2\n")
+    (tmp_path / "g.jsonl").write_text('{"g": "07", "target": 0, "pred": 3}\n{"g": "x", "target": 0, "pred": 4}\n')
+    report = _report(smoothl1_command, tmp_path / "g.csv", tmp_path / "g.jsonl", "-t", "target", "-p", "pred",
+                     "--group-by", "g")  # fmt: skip
+    assert [(g["group"], g["count"]) for g in report["groups"]] == [("07", 1), ("7", 1), ("8", 1), ("x", 1)]
+    assert [g["sum"] for g in report["groups"]] == [2.5, 0.5, 1.5, 3.5]

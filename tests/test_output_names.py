@@ -95,3 +95,38 @@ def test_an_internal_error_message_reaches_the_terminal_escaped(write_table, mon
     assert "\x1b" not in result.stderr
     assert "\x07" not in result.stderr
     assert "RuntimeError: bad" in result.stderr
+
+
+def test_fail_above_names_the_target_where_a_pred_repeats_and_junit_fails_that_case(smoothl1_command, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,p\n0,0,0.1\n0,9,0.1\n")
+    junit = tmp_path / "junit.xml"
+    done = run_command(smoothl1_command, "eval", data, "-t", "a,b", "-p", "p,p", "--fail-above", "1",
+                       "--junit", junit, "-q")  # fmt: skip
+    assert done.returncode == 1
+    failing = [line for line in done.stderr.decode().splitlines() if line.startswith("gate failed: ")]
+    assert failing[0].startswith("gate failed: p (target b): ")
+    assert not any("target a" in line for line in failing)
+    cases = {case.get("name"): case for case in ET.parse(junit).getroot().iter("testcase")}
+    assert cases["p (target a)"].find("failure") is None
+    assert cases["p (target b)"].find("failure") is not None
+
+
+def test_per_row_names_stay_unique_when_a_pred_is_named_like_another_loss_column(smoothl1_command, tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,c,p,p_b\n0,0,0,1,2\n")
+    out = tmp_path / "rows.parquet"
+    args = ["eval", data, "-t", "a,b,c", "-p", "p,p,p_b", "--per-row", out, "-q"]
+    assert run_command(smoothl1_command, *args).returncode == 0
+    assert list(read_back(out)) == ["row", "loss_p_a", "loss_p_b", "loss_p_b_"]
+
+
+def test_only_per_row_takes_a_dash_for_stdout(smoothl1_command, write_table, tmp_path):
+    data = write_table("csv", y=[1.0], pred=[2.0])
+    done = run_command(smoothl1_command, "eval", data, "-t", "y", "-o", "-", "--junit", "-", "-q", cwd=tmp_path)
+    assert done.returncode == 2
+    refusal = "Error: --junit - is the same file as -o -: it would be overwritten; name another file\n"
+    assert done.stderr.decode() == refusal
+    assert not (tmp_path / "-").exists()

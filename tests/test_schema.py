@@ -191,3 +191,19 @@ def test_a_foreign_json_file_is_refused_with_one_line(smoothl1_command, data, tm
         "results without quantiles": "results[0]: no 'quantiles' key",
     }[kind]
     assert expected in stderr
+
+
+def test_a_report_of_the_previous_version_without_targets_in_its_comparison_is_a_baseline(data, tmp_path):
+    """Found in review: reports of 0.1.0 before this change had no `target` in baseline.results."""
+    baseline = tmp_path / "base.json"
+    assert invoke(["eval", data, "-t", "y", "-p", "p", "-o", baseline, "-f", "json"]).exit_code == 0
+    with_comparison = invoke(["eval", data, "-t", "y", "-p", "p", "--baseline", baseline, "-f", "json"])
+    old = json.loads(with_comparison.stdout)
+    for change in old["baseline"]["results"]:
+        del change["target"]
+    _both_accept(old)
+    saved = tmp_path / "old.json"
+    saved.write_text(json.dumps(old))
+    again = invoke(["eval", data, "-t", "y", "-p", "p", "--baseline", saved, "-f", "json"])
+    assert again.exit_code == 0, again.stderr
+    assert [c["verdict"] for c in json.loads(again.stdout)["baseline"]["results"]] == ["ok"]
