@@ -162,13 +162,12 @@ def _sources(source: Any, id_column: str | None) -> list[Any]:
     )
 
 
-def open_all(paths: Sequence[str], input_format: str | None) -> list[Any]:
-    """Open every input (directories and globs expanded) before reading any, so a missing file or
+def open_all(files: Sequence[str], input_format: str | None) -> list[Any]:
+    """Open every input (`readers.expand_inputs`' files) before reading any, so a missing file or
     a file whose columns differ is reported before work starts; files are read for their headers
     and opened again when streamed, so any number of them can be inputs."""
-    from smoothl1_cli.readers import expand_inputs, open_lazily
+    from smoothl1_cli.readers import open_lazily
 
-    files = expand_inputs(paths)
     if files.count("-") > 1:
         raise InputError("standard input ('-') can be read only once")
     opened: list[Any] = []

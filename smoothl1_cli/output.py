@@ -194,7 +194,9 @@ class CsvRowSink:
         header = io.StringIO()
         csv.writer(header, lineterminator="\n").writerow(self._names)
         self._send(header.getvalue().encode())
-        self._options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+        # Unquoted while no value needs quotes (an id 7 read from a CSV stays 7, not "7"); from the first
+        # one that does (a delimiter, a quote or a line break in an id), Arrow's quoting of all text.
+        self._styles = [pacsv.WriteOptions(include_header=False, quoting_style=s) for s in ("none", "needed")]
 
     def write(
         self,
@@ -206,13 +208,14 @@ class CsvRowSink:
         """Append one chunk's rows; an omitted row keeps its line with an empty loss."""
         if self._out is None:
             return
-        buffer = io.BytesIO()
         batch = _row_batch(self._names, rows, ids, losses, omitted)
-        try:  # quotes only where needed, as the csv module writes: an id 7 read from a CSV stays 7, not "7"
-            pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False, quoting_style="none"))
-        except pa.ArrowInvalid:  # an id holding a delimiter, a quote or a line break
+        while True:
             buffer = io.BytesIO()
-            pacsv.write_csv(batch, buffer, self._options)
+            try:
+                pacsv.write_csv(batch, buffer, self._styles[0])
+                break
+            except pa.ArrowInvalid:  # only "none" can refuse a value
+                self._styles.pop(0)
         self._send(buffer.getvalue())
 
     def _send(self, data: bytes) -> None:

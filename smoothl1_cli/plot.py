@@ -1,7 +1,7 @@
 """--plot FILE.svg: a deterministic SVG (no plotting library): the same report gives the same bytes.
 
 With a baseline, a panel of each pred's value, baseline beside current; then, for the first results,
-the loss distribution over log-spaced bins (the table view's histogram, finer), the bins of the
+the loss distribution over the sketch's log-spaced bins (finer than the table view's), the bins of the
 quadratic part (|d| < beta) and of the linear part in two colours, split by a dashed line at the
 loss where |d| = beta (0.5 * beta for Smooth L1, 0.5 * delta**2 for Huber).
 """
@@ -14,7 +14,7 @@ from xml.sax.saxutils import escape
 
 from smoothl1_cli.errors import InputError, printable
 from smoothl1_cli.gate import Comparison
-from smoothl1_cli.render import short
+from smoothl1_cli.render import short, split_loss
 from smoothl1_cli.report import Report, Result, result_names
 
 WIDTH, PANEL, LEFT, RIGHT, TOP, BOTTOM = 760, 250, 72, 24, 50, 46
@@ -114,15 +114,10 @@ def _clip(name: str, most: int = 16) -> str:
     return name if len(name) <= most else name[: most - 1] + "…"
 
 
-def split_loss(report: Report) -> float:
-    """The loss at |d| = beta (or delta): below it the loss is quadratic, from it on linear."""
-    return 0.5 * report.parameter if report.loss == "smooth_l1" else 0.5 * report.parameter**2
-
-
 def _distribution_panel(report: Report, result: Result) -> list[str]:
     """One result's per-row losses over log-spaced bins, quadratic and linear parts coloured apart."""
     bins = result.summary.distribution.histogram(BINS) if result.summary.distribution is not None else []
-    split = split_loss(report)
+    split = split_loss(report) or 0.0  # L1 (beta 0): every loss is linear
     name = result.pred if result.pred == "overall" else f"{result.pred} (target {result.target})"
     parts = [_text(LEFT, 20, f"loss distribution: {name}", size=13, weight="bold"),
              _text(WIDTH - RIGHT, 14, f"■ quadratic (|d| < {report.parameter_name})", "end", fill=QUADRATIC),

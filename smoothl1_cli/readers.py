@@ -1001,11 +1001,18 @@ def _open_jsonl(
     except UnicodeDecodeError as exc:
         raise InputError(f"{label}: a key is not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
 
+    late: dict[str, pa.DataType | None] = {}  # keys first seen after the sample: one scan of the file each
+
+    def late_type(name: str) -> pa.DataType | None:
+        if name not in late:
+            late[name] = _key_type(label, open_again, name) if open_again is not None else None
+        return late[name]
+
     def as_read(name: str) -> pa.DataType:  # a label column keeps its JSON type (an id may be a number)
         if name in schema.names:
             inferred = schema.field(name).type
         else:  # a key first seen after the sample: typed by its first line
-            found = _key_type(label, open_again, name) if open_again is not None else None
+            found = late_type(name)
             inferred = pa.null() if found is None else found
         return pa.string() if pa.types.is_null(inferred) else inferred
 
@@ -1032,7 +1039,7 @@ def _open_jsonl(
 
     source = Source(label, "jsonl", names, numeric, batches, size)
     if open_again is not None and len(sample) < len(reader.stream.peek(len(sample) + 1)):  # more than the sample
-        source.later_key = lambda name: _key_type(label, open_again, name) is not None
+        source.later_key = lambda name: late_type(name) is not None
     reader.progress, reader.rows_read = source.progress, source.rows_read
     return source
 

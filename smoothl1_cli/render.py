@@ -450,7 +450,7 @@ def _uncertainty_rows(report: Report) -> list[tuple[str, list[Any]]]:
     ][: 2 if len(report.results) == 1 else None]
 
 
-def _split(report: Report) -> float | None:
+def split_loss(report: Report) -> float | None:
     """The loss at |d| = beta (or delta), where the loss turns from quadratic to linear; None for L1."""
     if report.parameter == 0:
         return None
@@ -459,8 +459,6 @@ def _split(report: Report) -> float | None:
 
 def _points(result: Result) -> tuple[Any, Any]:
     """A result's losses (estimates once sketched, kept inside the exact [min, max]) and their weights."""
-    import numpy as np
-
     if result.summary.distribution is None:
         return np.zeros(0), np.zeros(0)
     values, weights = result.summary.distribution.points()
@@ -471,8 +469,6 @@ def _points(result: Result) -> tuple[Any, Any]:
 def _bins(report: Report, results: Sequence[Result]) -> list[tuple[float, float]]:
     """The bins shared by the histograms of `results`, as (low, high): [low, high), the last one closed;
     (v, v) holds the value v alone (0, inf, or every loss when they are all equal)."""
-    import numpy as np
-
     parts = [_points(r) for r in results]
     values = np.concatenate([np.zeros(0), *(v for v, _ in parts)])
     weights = np.concatenate([np.zeros(0), *(w for _, w in parts)])
@@ -487,7 +483,7 @@ def _bins(report: Report, results: Sequence[Result]) -> list[tuple[float, float]
             ranked, cumulative = values[positive][ordered], np.cumsum(weights[positive][ordered])
             floor = float(ranked[np.searchsorted(cumulative, 0.01 * cumulative[-1])])
             inner = np.geomspace(max(floor, low), high, HISTOGRAM_BINS + 1)[:-1]  # floor: the 1st percentile
-            edges = {low, high, _split(report), *(float(f"{edge:.3g}") for edge in inner)}  # round for people
+            edges = {low, high, split_loss(report), *(float(f"{edge:.3g}") for edge in inner)}  # round for people
             bins += list(itertools.pairwise(sorted(e for e in edges if e is not None and low <= e <= high)))
     if np.any((values == math.inf) & (weights > 0)):
         bins.append((math.inf, math.inf))
@@ -502,8 +498,6 @@ def _span(low: float, high: float) -> str:
 
 def _counts(result: Result, bins: list[tuple[float, float]]) -> Any:
     """The weight of `result`'s losses in each bin (NaN last, under --nan-policy propagate)."""
-    import numpy as np
-
     values, weights = _points(result)
     counts = np.zeros(len(bins) + 1)
     for index, (low, high) in enumerate(bins):
@@ -522,7 +516,7 @@ def _histogram(
     from rich.table import Table
 
     name = f"{result.pred} (target {result.target})" if with_target else result.pred
-    split = _split(report)
+    split = split_loss(report)
     rows = [
         (short(low) if low == high else _span(low, high), count, low < high == split)
         for (low, high), count in zip(bins, counts, strict=False)

@@ -454,8 +454,7 @@ class LossStats:
             )
 
     def _sums(self) -> dict[str, ExactSum]:
-        return {"loss": self.loss, "weight": self.weight, "abs_diff": self.abs_diff, "sq_diff": self.sq_diff,
-                "linear": self.linear}  # fmt: skip
+        return {name: getattr(self, name) for name in _SUMS}
 
     def _worst_with(self, chunk: Chunk) -> WorstRows | None:
         if self.top_k == 0 or chunk.prediction is None or chunk.actual is None:

@@ -139,3 +139,26 @@ def test_an_updated_group_stats_is_spent():
     assert [s.count for s in again.summaries()] == [3, 1, 2]
     with pytest.raises(RuntimeError, match="updated in place"):
         grown.summaries()
+
+
+def test_group_stats_of_two_parts_merge_into_those_of_the_whole():
+    """merge is what pieces of one evaluation will be combined with: it must equal one update over all rows."""
+    rng = np.random.default_rng(7)
+    codes = rng.integers(0, 40, size=600)
+    codes[codes == 39] = 38
+    codes[-1] = 39  # the last group appears in the second part only
+    loss = rng.exponential(size=600).round(3)  # exact in binary to a few bits: sums compare exactly
+    chunk = Chunk(loss, loss, None, loss >= 1.0, np.arange(600))
+    whole = GroupStats.empty(0).update(codes, 40, chunk)
+
+    def part(rows: slice) -> GroupStats:  # knows only the groups it has seen: merge sizes them alike
+        piece = Chunk(loss[rows], loss[rows], None, loss[rows] >= 1.0, np.arange(600)[rows])
+        return GroupStats.empty(0).update(codes[rows], int(codes[rows].max()) + 1, piece)
+
+    merged = part(slice(0, 250)).merge(part(slice(250, 600)))
+    for got, expected in zip(merged.summaries(), whole.summaries(), strict=True):
+        assert got.count == expected.count
+        assert got.sum == pytest.approx(expected.sum, rel=1e-15)
+        assert got.mean == pytest.approx(expected.mean, rel=1e-15)
+        assert got.std == pytest.approx(expected.std, rel=1e-12)
+        assert (got.min, got.max, got.linear_fraction) == (expected.min, expected.max, expected.linear_fraction)

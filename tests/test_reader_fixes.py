@@ -320,7 +320,11 @@ def test_on_standard_input_only_the_first_mib_gives_columns(smoothl1_command) ->
     ("name", "data", "message"),
     [
         ("first.csv", b"y,model\n1," + b"2" * RECORD + b"\n", "line 2 is longer than 64 MiB"),
-        ("first.jsonl", b'{"y": 1, "model": "' + b"2" * RECORD + b'"}\n', "line 1 is longer than 64 MiB"),
+        (
+            "first.jsonl",
+            b'{"y": 1, "model": "' + b"2" * RECORD + b'"}\n',
+            "line 1 is longer than 64 MiB without a line break; is this really JSON Lines?",
+        ),
     ],
 )
 def test_a_first_record_over_64_mib_is_refused_while_sampling(smoothl1_command, tmp_path, name, data, message) -> None:
