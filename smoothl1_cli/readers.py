@@ -874,9 +874,12 @@ def _parse_csv_block(
     except pa.ArrowInvalid as exc:
         raise InputError(f"{label}: {_locate_csv_error(bytes(block), names, parse, types, reader, exc)}") from exc
 
-    def tokens(name: str, rows: np.ndarray[Any, Any]) -> list[Any]:
+    def tokens(name: str, rows: np.ndarray[Any, Any]) -> list[Any]:  # the integer-looking ones, picked by Arrow
+        import pyarrow.compute as pc
+
         as_text = pacsv.ConvertOptions(include_columns=[name], column_types={name: pa.string()})
-        return list(_read_csv(block, names, parse, as_text).column(name).take(rows).to_pylist())
+        text = _read_csv(block, names, parse, as_text).column(name).take(rows)
+        return list(text.filter(pc.match_substring_regex(text, f"^{_INTEGER_TEXT.pattern}$")).to_pylist())
 
     return _mark_rounded_integers(table, tokens)
 

@@ -277,7 +277,7 @@ def compact_markdown(report: dict[str, Any], out: TextIO) -> None:
     lines = _md_gate(Gate(gate["passed"], tuple(gate["failures"])))
     comparison = report.get("baseline")
     if comparison is not None:
-        changes = [Change(c["pred"], c["target"], c["baseline"], c["current"], c["verdict"])
+        changes = [Change(c["pred"], c.get("target"), c["baseline"], c["current"], c["verdict"])
                    for c in comparison["results"]]  # fmt: skip
         lines += [f"Against the baseline (allowed increase {_md(comparison['max_increase'])}):", ""]
         lines += _md_changes(changes)
