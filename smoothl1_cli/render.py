@@ -265,34 +265,49 @@ def render_markdown(report: Report, out: TextIO) -> None:
 
 
 def render_markdown_compact(report: Report, out: TextIO) -> None:
-    """The compact markdown of a PR comment (see compact_markdown)."""
-    compact_markdown(report.to_dict(groups=False), out)
+    """The compact markdown of a PR comment (see compact_markdown), from the report itself, so that an
+    infinite value reads inf (its JSON has null)."""
+    comparison = report.comparison
+    changes = None if comparison is None else (str(comparison.tolerance), comparison.changes)
+    values = [(r.pred, r.target, r.value, r.summary.count) for r in report.all_results]
+    _compact(report.gate, changes, values, report.signature, out)
 
 
 def compact_markdown(report: dict[str, Any], out: TextIO) -> None:
     """A JSON report (a dict, as -o writes it) as a PR comment: the verdict, the comparison with the
     baseline (or the values, without one) and the signature, below 60,000 characters (GitHub takes
-    65,536), pointing to the full report for the rest."""
-    gate = report["gate"]
-    lines = _md_gate(Gate(gate["passed"], tuple(gate["failures"])))
+    65,536), pointing to the full report for the rest. JSON's null (NaN or an infinity) reads nan."""
+    gate = Gate(report["gate"]["passed"], tuple(report["gate"]["failures"]))
     comparison = report.get("baseline")
+    changes = None
     if comparison is not None:
-        changes = [Change(c["pred"], c.get("target"), c["baseline"], c["current"], c["verdict"])
-                   for c in comparison["results"]]  # fmt: skip
-        lines += [f"Against the baseline (allowed increase {_md(comparison['max_increase'])}):", ""]
-        lines += _md_changes(changes)
+        changes = (
+            comparison["max_increase"],
+            [
+                Change(c["pred"], c.get("target"), c["baseline"], c["current"], c["verdict"])
+                for c in comparison["results"]
+            ],
+        )
+    results = [] if changes else report["results"] + ([report["overall"]] if report.get("overall") else [])
+    values = [(r["pred"], r["target"], math.nan if r["value"] is None else r["value"], r["count"]) for r in results]
+    _compact(gate, changes, values, report["signature"], out)
+
+
+def _compact(
+    gate: Gate,
+    changes: tuple[str, Sequence[Change]] | None,
+    values: list[tuple[str, str, float, int]],
+    signature: str,
+    out: TextIO,
+) -> None:
+    lines = _md_gate(gate)
+    if changes is not None:
+        lines += [f"Against the baseline (allowed increase {_md(changes[0])}):", "", *_md_changes(changes[1])]
     else:
-        results = report["results"] + ([report["overall"]] if report.get("overall") else [])
-        rows = [[r["pred"], r["target"], _nan(r["value"]), r["count"]] for r in results]
-        lines += _md_table(["pred", "target", "value", "count"], rows, numeric_from=2)
-    lines += ["", f"``{printable(report['signature'])}`` · the full report (every statistic, worst rows, groups) "
+        lines += _md_table(["pred", "target", "value", "count"], [list(v) for v in values], numeric_from=2)
+    lines += ["", f"``{printable(signature)}`` · the full report (every statistic, worst rows, groups) "
               "is the JSON report (-o) and the job summary (-f markdown)."]  # fmt: skip
     _write_capped(lines, out, COMMENT_LIMIT, "GitHub's 65,536-character comment limit")
-
-
-def _nan(value: float | None) -> float:
-    """A JSON report's null (NaN or an infinity) shown as nan."""
-    return math.nan if value is None else value
 
 
 def _mermaid_charts(report: Report) -> list[str]:

@@ -529,3 +529,12 @@ def test_noncharacters_in_names_keep_the_junit_file_well_formed(smoothl1_command
     assert done.returncode == 1
     names = [case.get("name") for case in ET.parse(junit).getroot().iter("testcase")]
     assert names == ["p\\ufffe"]
+
+
+def test_compact_markdown_shows_an_infinite_value_as_inf(smoothl1_command, tmp_path):
+    """Found in review: it went through the JSON, where inf is null, and read nan."""
+    data = tmp_path / "inf.csv"
+    data.write_text("y,p\n-1e308,1e308\n0,1\n")
+    done = run_command(smoothl1_command, "eval", data, "-t", "y", "-p", "p", "-f", "markdown-compact")
+    assert done.returncode == 0, done.stderr
+    assert "| p | y | inf | 2 |" in done.stdout.decode()
