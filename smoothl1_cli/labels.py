@@ -120,10 +120,10 @@ def _assemble(columns: list[str], batch: pa.RecordBatch, targets: pa.Table) -> p
 def _joined(source: Source, labels: Source, table: pa.Table, targets: list[str], on: str) -> Source:
     keys = table.column(on).combine_chunks()
 
-    def stream(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    def stream(columns: list[str], text: set[str], chunk_rows: int, groups: range | None) -> Iterator[pa.RecordBatch]:
         wanted = list(dict.fromkeys([*(c for c in columns if c not in targets), on]))
         row = 0
-        for batch in source.batches(wanted, text | {on}, chunk_rows):
+        for batch in source.batches(wanted, text | {on}, chunk_rows, groups):
             batch_keys = batch.column(on)
             if batch_keys.type != keys.type:
                 batch_keys, label_keys = batch_keys.cast(pa.string()), keys.cast(pa.string())
@@ -143,7 +143,7 @@ def _joined(source: Source, labels: Source, table: pa.Table, targets: list[str],
 
 
 def _zipped(source: Source, labels: Source, lockstep: _Lockstep, targets: list[str], last: bool) -> Source:
-    def stream(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    def stream(columns: list[str], text: set[str], chunk_rows: int, groups: range | None) -> Iterator[pa.RecordBatch]:
         wanted = [c for c in columns if c not in targets]
         for batch in source.batches(wanted, text, chunk_rows):
             if batch.num_rows:  # an empty batch (a table's empty chunk) takes no labels
@@ -156,4 +156,4 @@ def _zipped(source: Source, labels: Source, lockstep: _Lockstep, targets: list[s
         if last:
             labels.close()
 
-    return replace(_with_targets(source, labels, targets, None), stream_batches=stream, close=close)
+    return replace(_with_targets(source, labels, targets, None), stream_batches=stream, close=close, group_rows=())

@@ -171,7 +171,7 @@ class Source:
     format: str
     columns: list[str]
     numeric: AbstractSet[str]
-    stream_batches: Callable[[list[str], set[str], int], Iterator[pa.RecordBatch]]
+    stream_batches: Callable[[list[str], set[str], int, range | None], Iterator[pa.RecordBatch]]
     size: int | None = None  # bytes on disk, for the progress bar
     rows: int | None = None  # from a Parquet or IPC footer: then progress counts rows, not bytes
     compressed: bool = False  # progress counts decompressed bytes: more than `size`
@@ -180,6 +180,7 @@ class Source:
     rows_read: list[_ProgressFn] = field(default_factory=list)  # text: rows parsed (progress counts bytes)
     close: Callable[[], None] = lambda: None
     later_key: Callable[[str], bool] = lambda name: False  # JSON Lines: a key first seen after the sample
+    group_rows: tuple[int, ...] = ()  # Parquet: the rows of each row group, from the footer
 
     def has_column(self, name: str) -> bool:
         """Whether the input has column `name`. The columns of JSON Lines are the keys of its first
@@ -189,13 +190,16 @@ class Source:
             self.columns.append(name)
         return name in self.columns
 
-    def batches(self, columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    def batches(
+        self, columns: list[str], text: set[str], chunk_rows: int, groups: range | None = None
+    ) -> Iterator[pa.RecordBatch]:
         """Record batches of exactly `columns`, in order; delimited text parses all but `text` as float64.
+        `groups` reads only those row groups (of `group_rows`); None reads everything.
 
         Arrow errors become InputErrors that name the input.
         """
         try:
-            yield from self.stream_batches(columns, text, chunk_rows)
+            yield from self.stream_batches(columns, text, chunk_rows, groups)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError, EOFError) as exc:
             raise InputError(f"{self.label}: {_describe(exc)}") from exc
 
@@ -266,19 +270,20 @@ def open_lazily(spec: str, input_format: str | None = None) -> Source:
         finally:
             close()
 
-    def stream(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    def stream(columns: list[str], text: set[str], chunk_rows: int, groups: range | None) -> Iterator[pa.RecordBatch]:
         source = reopened()
         source.progress.extend(lazy.progress)
         source.rows_read.extend(lazy.rows_read)
         try:
-            yield from source.stream_batches(columns, text, chunk_rows)
+            yield from source.stream_batches(columns, text, chunk_rows, groups)
         finally:
             close()
 
     known = probe.numeric if probe.format in TYPED_FORMATS else _Inferred(numeric)  # text: inferred when asked
     lazy = Source(
-        probe.label, probe.format, probe.columns, known, stream, probe.size, probe.rows, probe.compressed, probe.types
-    )
+        probe.label, probe.format, probe.columns, known, stream, probe.size, probe.rows, probe.compressed, probe.types,
+        group_rows=probe.group_rows,
+    )  # fmt: skip
     lazy.close, lazy.later_key = close, probe.later_key  # (probe's later_key reads the file anew)
     return lazy
 
@@ -350,7 +355,7 @@ def source_from_table(table: pa.Table, label: str) -> Source:
     """A Source over an in-memory Arrow table (the Python API's DataFrame and Table inputs)."""
     numeric = _numeric_of(table.schema)
 
-    def stream(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    def stream(columns: list[str], text: set[str], chunk_rows: int, groups: range | None) -> Iterator[pa.RecordBatch]:
         yield from table.select(columns).to_batches(max_chunksize=chunk_rows)
 
     return Source(label, "table", list(table.column_names), numeric, stream, types=_types_of(table.schema))
@@ -481,11 +486,13 @@ def _open_random_access(label: str, file: pa.NativeFile, fmt: str, size: int | N
         parquet = pq.ParquetFile(file)
         schema = parquet.schema_arrow
 
-        def parquet_batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+        def parquet_batches(
+            columns: list[str], text: set[str], chunk_rows: int, groups: range | None
+        ) -> Iterator[pa.RecordBatch]:
             metadata = parquet.metadata
             leaves = [metadata.schema.column(i).path.split(".")[0] for i in range(metadata.num_columns)]
             wanted = [i for i, top in enumerate(leaves) if top in columns]  # a struct's leaves count too
-            for group in range(metadata.num_row_groups):
+            for group in range(metadata.num_row_groups) if groups is None else groups:
                 row_group = metadata.row_group(group)
                 encoded = sum(row_group.column(i).total_uncompressed_size for i in wanted)
                 decoded = row_group.num_rows * 8 * len(wanted)  # dictionaries and RLE can hide this much
@@ -504,23 +511,26 @@ def _open_random_access(label: str, file: pa.NativeFile, fmt: str, size: int | N
         source = Source(
             label, fmt, schema.names, _numeric_of(schema), parquet_batches, size, parquet.metadata.num_rows,
             types=_types_of(schema), close=file.close,
+            group_rows=tuple(parquet.metadata.row_group(i).num_rows for i in range(parquet.metadata.num_row_groups)),
         )  # fmt: skip
         return source
     import pyarrow.ipc as ipc
 
     try:
         reader: Any = ipc.open_file(file)
-        batch_iter: Callable[[], Iterator[pa.RecordBatch]] = lambda: (  # noqa: E731
-            reader.get_batch(i) for i in range(reader.num_record_batches)
+        batch_iter: Callable[[range | None], Iterator[pa.RecordBatch]] = lambda groups: (  # noqa: E731
+            reader.get_batch(i) for i in (range(reader.num_record_batches) if groups is None else groups)
         )
     except pa.ArrowInvalid:
         file.seek(0)
         reader = ipc.open_stream(file)
-        batch_iter = lambda: iter(reader)  # noqa: E731
+        batch_iter = lambda groups: iter(reader)  # noqa: E731  # a stream has no footer, so no pieces
     schema = reader.schema
 
-    def ipc_batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
-        for batch in batch_iter():
+    def ipc_batches(
+        columns: list[str], text: set[str], chunk_rows: int, groups: range | None
+    ) -> Iterator[pa.RecordBatch]:
+        for batch in batch_iter(groups):
             yield from pa.Table.from_batches([batch.select(columns)]).to_batches(max_chunksize=chunk_rows)
             for report in source.progress if rows is not None else ():  # rows of a stream: no total to count to
                 report(batch.num_rows)
@@ -778,7 +788,7 @@ def _open_delimited(
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     numeric = _Inferred(lambda: _infer_numeric(_sample(reader), names, parse))
 
-    def batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    def batches(columns: list[str], text: set[str], chunk_rows: int, groups: range | None) -> Iterator[pa.RecordBatch]:
         wanted = {name: pa.string() if name in text else pa.float64() for name in columns}
         for table in reader.parsed(lambda block: _parse_csv_block(label, block, names, delimiter, wanted, reader)):
             yield from table.select(columns).to_batches()
@@ -1019,7 +1029,7 @@ def _open_jsonl(
             inferred = pa.null() if found is None else found
         return pa.string() if pa.types.is_null(inferred) else inferred
 
-    def batches(columns: list[str], text: set[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    def batches(columns: list[str], text: set[str], chunk_rows: int, groups: range | None) -> Iterator[pa.RecordBatch]:
         wanted = pa.schema([(name, as_read(name) if name in text else pa.float64()) for name in columns])
         options = pajson.ParseOptions(explicit_schema=wanted, unexpected_field_behavior="ignore")
 
