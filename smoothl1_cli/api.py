@@ -95,7 +95,7 @@ def evaluate(
     chunk_rows, backend, per_row, fail_above,
     baseline (a report's path), max_increase ('2%' or '0.01'), labels (a path) and on (a key column).
     """
-    from smoothl1_cli.evaluation import Options
+    from smoothl1_cli.options import Options
 
     extras = ("per_row", "fail_above", "baseline", "max_increase", "labels", "on")
     _check_keywords(options, [f.name for f in fields(Options) if f.name not in ("target", "pred")] + list(extras))
@@ -214,8 +214,9 @@ def run(
     """Evaluate opened sources (targets from `labels` if given), writing per-row losses to `per_row`
     ('-' is stdout) as it goes; then gate."""
     from smoothl1_cli import gate
-    from smoothl1_cli.evaluation import evaluate_sources, plan_columns
+    from smoothl1_cli.engines import evaluate_sources
     from smoothl1_cli.output import CsvRowSink, ParquetRowSink, atomic_output
+    from smoothl1_cli.plan import plan_columns
 
     with ExitStack() as stack:
         for source in sources:
@@ -246,7 +247,7 @@ def run(
             out = sys.stdout.buffer if per_row == "-" else stack.enter_context(atomic_output(per_row, "--per-row"))
             sink = (ParquetRowSink if parquet else CsvRowSink)(out, plan.id, plan.pairs)
             stack.callback(sink.close)  # before the file it writes to is closed (or, on an error, removed)
-        report = evaluate_sources(sources, settings, sink)
+        report = evaluate_sources(sources, settings, sink, None if labels is None else (labels, on))
     if fail_above is not None:
         report = report.with_gate(gate.fail_above(report, fail_above))
     if saved is not None and baseline is not None:  # (both or neither: for the type checker)

@@ -8,8 +8,6 @@ import numpy as np
 
 from smoothl1_cli.errors import InputError
 
-BACKENDS = ("auto", "numpy", "cupy")
-
 
 def namespace(name: str) -> Any:
     """The array module for a backend name; 'auto' is CuPy when it imports and sees a GPU, else NumPy."""

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from smoothl1_cli import __version__
+from smoothl1_cli import options as choices
 from smoothl1_cli.errors import ExitCode, InputError, Terminated, printable
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
-FORMATS = ("auto", "table", "json", "markdown", "markdown-compact", "csv")
 ISSUES_URL = "https://github.com/smoothl1/smoothl1/issues"
 
 
@@ -77,7 +77,7 @@ HELP_SECTIONS = {
     "Output": ("fmt", "output", "quiet", "top", "per_row", "junit", "plot"),
     "Gates": ("fail_above", "baseline", "max_increase"),
     "Statistics": ("ci", "bootstrap", "seed", "exact_quantiles"),
-    "Execution": ("backend", "chunk_rows", "progress", "debug"),
+    "Execution": ("engine", "workers", "scheduler", "backend", "chunk_rows", "progress", "debug"),
 }
 
 
@@ -201,7 +201,7 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
 )
 @click.option(
     "--loss",
-    type=click.Choice(["smooth_l1", "huber"]),
+    type=click.Choice(choices.LOSSES),
     default="smooth_l1",
     show_default=True,
     help="Smooth L1 (PyTorch's smooth_l1_loss, with --beta) or Huber (huber_loss, with --delta).",
@@ -211,17 +211,15 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
 @click.option("--sigma", type=float, metavar="S", help="Detection papers' sigma: beta = 1 / sigma**2.")
 @click.option(
     "--multioutput",
-    type=click.Choice(["elementwise", "row-sum"]),
+    type=click.Choice(choices.MULTIOUTPUTS),
     default="elementwise",
     show_default=True,
     help="How `overall` is formed for several targets.",
 )
-@click.option(
-    "--input-format", type=click.Choice(["csv", "tsv", "parquet", "ipc", "jsonl"]), help="Override detection."
-)
+@click.option("--input-format", type=click.Choice(choices.INPUT_FORMATS), help="Override detection.")
 @click.option(
     "--reduction",
-    type=click.Choice(["mean", "sum", "none"]),
+    type=click.Choice(choices.REDUCTIONS),
     default="mean",
     show_default=True,
     help="The value reported: the mean or sum of the per-row losses; none streams them to stdout as CSV.",
@@ -235,7 +233,7 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
 )
 @click.option(
     "--nan-policy",
-    type=click.Choice(["error", "omit", "propagate"]),
+    type=click.Choice(choices.NAN_POLICIES),
     default="error",
     show_default=True,
     help="Rows with a missing, NaN or infinite pred, target or weight: an error, left out, or let through as NaN.",
@@ -288,7 +286,7 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
     "-f",
     "--format",
     "fmt",
-    type=click.Choice(FORMATS),
+    type=click.Choice(choices.REPORT_FORMATS),
     default="auto",
     show_default=True,
     help="Report format; auto: a table on a terminal, JSON otherwise.",
@@ -319,10 +317,28 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
 @click.option("--max-increase", metavar="X[%]", help="... by more than X (absolute) or X% (relative).  [default: 0]")
 @click.option(
     "--backend",
-    type=click.Choice(["auto", "numpy", "cupy"]),
+    type=click.Choice(choices.BACKENDS),
     default="numpy",
     show_default=True,
     help="Array library for the arithmetic; cupy (a GPU) needs the gpu extra, auto takes it where it works.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(choices.ENGINES),
+    default="local",
+    show_default=True,
+    help="Where pieces are reduced: this machine, or a Dask cluster (a local one, or --scheduler's).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Pieces reduced at once.  [default: the machine's cores]",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDR",
+    help="A Dask scheduler to run on (with --engine dask).  [default: $DASK_SCHEDULER_ADDRESS, else a local cluster]",
 )
 @click.option(
     "--chunk-rows", type=click.IntRange(min=1), metavar="N", default=65_536, show_default=True, help="Rows per chunk."
@@ -345,7 +361,7 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
     for signum in TERMINATING:
         signal.signal(signum, _terminate)
     from smoothl1_cli.api import open_all, run
-    from smoothl1_cli.evaluation import Options
+    from smoothl1_cli.options import Options
     from smoothl1_cli.output import atomic_output, refuse_overwriting
     from smoothl1_cli.readers import expand_inputs
     from smoothl1_cli.render import RENDERERS
@@ -417,7 +433,7 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
     "-f",
     "--format",
     "fmt",
-    type=click.Choice(["auto", "table", "json", "markdown"]),
+    type=click.Choice(choices.COMPARISON_FORMATS),
     default="auto",
     show_default=True,
     help="Report format; auto: a table on a terminal, JSON otherwise.",

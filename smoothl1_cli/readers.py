@@ -45,6 +45,7 @@ EXTENSIONS = {
     ".ndjson": "jsonl",
 }
 TYPED_FORMATS = ("parquet", "ipc", "table")  # their schema, not a guess, says what is numeric
+TEXT_FORMATS = ("csv", "tsv")  # delimited text: every value is text until parsed
 COMPRESSIONS = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd", ".lz4": "lz4"}
 MAGIC = ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"BZh", "bz2"), (b"\x04\x22\x4d\x18", "lz4"))
 BLOCK_BYTES = 8 << 20  # text is parsed in record-aligned blocks of about this size (measured best: 4-8 MiB)
@@ -181,6 +182,7 @@ class Source:
     close: Callable[[], None] = lambda: None
     later_key: Callable[[str], bool] = lambda name: False  # JSON Lines: a key first seen after the sample
     group_rows: tuple[int, ...] = ()  # Parquet: the rows of each row group, from the footer
+    reopenable: bool = False  # a file, opened anew by its label wherever a piece of it is read
 
     def has_column(self, name: str) -> bool:
         """Whether the input has column `name`. The columns of JSON Lines are the keys of its first
@@ -285,6 +287,7 @@ def open_lazily(spec: str, input_format: str | None = None) -> Source:
         group_rows=probe.group_rows,
     )  # fmt: skip
     lazy.close, lazy.later_key = close, probe.later_key  # (probe's later_key reads the file anew)
+    lazy.reopenable = True
     return lazy
 
 

@@ -699,6 +699,18 @@ class GroupStats:
             groups,
         )
 
+    def placed(self, places: np.ndarray[Any, Any], groups: int) -> GroupStats:
+        """These statistics as `groups` groups, group i at code places[i] (a merge matches groups by key)."""
+        self._check_unspent()
+        placed = GroupStats.empty(groups)
+        cut = slice(0, self.groups)
+        placed.count[places] = self.count[cut]
+        for name, total in placed.sums.items():
+            _put(total, places, _take(self.sums[name], cut))
+        _put(placed.moments, places, _take(self.moments, cut))
+        placed.min[places], placed.max[places] = self.min[cut], self.max[cut]
+        return placed
+
     def summaries(self) -> list[Summary]:
         """Every group's statistics, as LossStats.summarize gives them (without quantiles): computed for all
         groups at once, as arrays, and only then cut into one Summary per group."""

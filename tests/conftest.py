@@ -99,6 +99,18 @@ def reference_mean(
     return math.fsum(w * loss for w, loss in zip(weight, losses, strict=True)) / math.fsum(weight)
 
 
+def within_1e12(value: Any) -> Any:
+    """`value` (a report, or part of one) with each float compared to a relative 1e-12: what the SPEC
+    promises when the same rows are cut into other chunks or pieces."""
+    if isinstance(value, dict):
+        return {key: within_1e12(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [within_1e12(item) for item in value]
+    if isinstance(value, float):
+        return pytest.approx(value, rel=1e-12, abs=0, nan_ok=True)
+    return value
+
+
 def _compress(data: bytes, codec: str) -> bytes:
     if codec == "gz":
         return gzip.compress(data)

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-import smoothl1_cli.evaluation
+import smoothl1_cli.engines
 from tests.conftest import eval_json, invoke, reference_mean, table_bytes
 
 CLEAN = {"label": [1.0, 2.0, 3.0, 4.0], "pred": [1.5, 2.5, 2.0, 4.0]}
@@ -496,7 +496,7 @@ def _break_evaluate(monkeypatch) -> None:
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("kaboom in the reduction")
 
-    monkeypatch.setattr(smoothl1_cli.evaluation, "evaluate_sources", broken)
+    monkeypatch.setattr(smoothl1_cli.engines, "evaluate_sources", broken)
 
 
 def test_internal_error_exits_3_and_asks_for_a_report(write_table, monkeypatch) -> None:

@@ -1,0 +1,187 @@
+"""Where the pieces of an evaluation are reduced. Every engine reduces a piece the same way
+(`reduce_piece`) and merges the states in the same index-ordered tree (`merge_tree`); engines
+differ only in where that runs: this process, a pool of local processes (local.py), a Dask
+cluster (dask.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from smoothl1_cli import backends
+from smoothl1_cli.errors import InputError
+from smoothl1_cli.options import Options
+from smoothl1_cli.plan import Job, Piece, check_source, cut_pieces, plan_columns
+from smoothl1_cli.readers import TEXT_FORMATS, Source, beyond_exact_integers, first_unparsable, to_float64
+from smoothl1_cli.report import Report
+from smoothl1_cli.state import Block, RowError, RowSink, RunState, aligned
+
+Progress = Callable[[Piece, RunState], None]  # told of each piece reduced elsewhere, with its state
+MERGE_FAN_IN = 2
+
+
+def evaluate_sources(
+    sources: Sequence[Source],
+    options: Options,
+    sink: RowSink | None = None,
+    labels: tuple[str, str | None] | None = None,
+) -> Report:
+    """Plan, reduce every piece on the chosen engine, merge in the tree, report."""
+    plan = plan_columns(sources[0], options)
+    for source in sources:
+        check_source(source, plan)
+    job = Job(
+        options,
+        plan,
+        tuple(source.label for source in sources),
+        tuple(source.format for source in sources),
+        cut_pieces(sources),
+        labels,
+    )
+    progress = _progress_of(sources)
+    if options.engine == "dask":
+        from smoothl1_cli.engines.dask import reduce_on_dask
+
+        states = reduce_on_dask(job, sources, sink, progress)
+    else:
+        from smoothl1_cli.engines.local import reduce_locally
+
+        states = reduce_locally(job, sources, sink, progress)
+    with np.errstate(all="ignore"):  # merged sums may overflow to inf: the report's warnings say so
+        return merge_tree(states).finish(list(zip(job.inputs, job.formats, strict=True)))
+
+
+def merge_tree(states: Sequence[RunState]) -> RunState:
+    """The states merged in a fixed tree over their index order, MERGE_FAN_IN at a time: the same
+    pieces give the same bytes however many workers reduced them, in whatever order they finished."""
+    level = list(states)
+    while len(level) > 1:
+        level = [_merge_run(level[i : i + MERGE_FAN_IN]) for i in range(0, len(level), MERGE_FAN_IN)]
+    return level[0]
+
+
+def _merge_run(states: Sequence[RunState]) -> RunState:
+    merged = states[0]
+    for state in states[1:]:
+        merged = merged.merge(state)
+    return merged
+
+
+def reduce_piece(
+    piece: Piece, job: Job, first_row: int | None, source: Source | None = None, sink: RowSink | None = None
+) -> RunState:
+    """One piece's state, its chunks counted from the piece's first row. Without `source` (in a worker)
+    the input is opened here from the job. An error in the data names the input and its row."""
+    source = source if source is not None else open_input(job, piece.input)
+    state = RunState.empty(job.plan, job.options, piece.input, first_row)
+    xp = backends.namespace(job.options.backend)
+    try:
+        with np.errstate(all="ignore"):  # inf and NaN are handled (and reported) explicitly, not warned about
+            for block in aligned(_blocks(source, piece, job, state), job.options.chunk_rows):
+                state.update(block, xp, sink)
+    except RowError as exc:
+        raise InputError(exc.message(source.label, piece.input_row + exc.row)) from exc
+    finally:
+        source.close()
+    return state
+
+
+def count_rows(piece: Piece, job: Job) -> int:
+    """A piece's rows, read for nothing else: where no footer says and row numbers must be global first."""
+    source = open_input(job, piece.input)
+    try:
+        return sum(batch.num_rows for batch in source.batches(job.plan.columns[:1], set(), job.options.chunk_rows))
+    finally:
+        source.close()
+
+
+def open_input(job: Job, number: int) -> Source:
+    """Input `number` opened anew from its path or URI, as any process that runs a piece does."""
+    from smoothl1_cli.readers import open_source
+
+    source = open_source(job.inputs[number], job.options.input_format)
+    if job.labels is None:
+        return source
+    from smoothl1_cli.labels import with_labels
+
+    path, on = job.labels
+    (joined,) = with_labels([source], open_source(path, None), job.options.target, on)
+    return joined
+
+
+def _blocks(source: Source, piece: Piece, job: Job, state: RunState) -> Iterator[Block]:
+    """The piece's batches as blocks of float64 columns and label arrays; notes integers beyond 2**53."""
+    plan = job.plan
+    rows = 0
+    for batch in source.batches(plan.columns, set(plan.labels), job.options.chunk_rows, piece.groups):
+        for name in plan.numeric:
+            if f"int:{name}" not in state.notes and beyond_exact_integers(batch, name):
+                state.notes[f"int:{name}"] = (
+                    f"{source.label}: column '{name}' holds integers beyond 2**53, which float64 (and so "
+                    "PyTorch's float64) rounds; the losses are of the rounded values"
+                )
+        columns = {name: _numbers(batch.column(name), name, rows) for name in plan.numeric}
+        missing = {
+            name: batch.column(name).is_null().to_numpy(zero_copy_only=False)
+            for name in plan.numeric
+            if batch.column(name).null_count
+        }
+        labels = {
+            name: _label_column(batch.column(name), source.label, name, "--id" if name == plan.id else "--group-by")
+            for name in plan.labels
+        }
+        for name, column in labels.items():
+            state.text_labels.observe(name, column, from_text=source.format in TEXT_FORMATS)
+        ids = [labels[plan.id]] if plan.id else []
+        groups = [labels[plan.group_by]] if plan.group_by else []
+        rows += batch.num_rows
+        yield Block(columns, ids, groups, batch.num_rows, missing)
+
+
+def _numbers(column: pa.Array | pa.ChunkedArray, name: str, first_row: int) -> np.ndarray[Any, Any]:
+    """A numeric column as float64; one that is also --id or --group-by arrives as text, so a value that
+    is not a number is found here, not by the reader."""
+    try:
+        return to_float64(column)
+    except pa.ArrowInvalid:
+        row = first_unparsable(pa.chunked_array([column]) if isinstance(column, pa.Array) else column)
+        if row is None:
+            raise
+        raise RowError(first_row + row, name, column[row].as_py(), "is not a number") from None
+
+
+def _label_column(column: pa.Array, label: str, name: str, role: str) -> pa.Array:
+    """An --id or --group-by column in one type per kind, decided by its type alone so that every
+    chunk of every input agrees: integers as int64, floats as float64, text as string, and a
+    dictionary (a pandas categorical) by its values. Lists and structs are refused."""
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    kind = column.type
+    if pa.types.is_nested(kind):
+        raise InputError(
+            f"{label}: {role} column '{name}' holds values of type {kind}; an id or group key must be a number or text"
+        )
+    if pa.types.is_integer(kind) and kind not in (pa.int64(), pa.uint64()):  # uint64 beyond int64 stays exact
+        return column.cast(pa.int64())
+    if pa.types.is_floating(kind) and kind != pa.float64():
+        return column.cast(pa.float64())
+    if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return column.cast(pa.string())
+    return column
+
+
+def _progress_of(sources: Sequence[Source]) -> Progress:
+    """Feed the progress bar's counters of an input with a piece reduced elsewhere: its rows, or its bytes."""
+
+    def advance(piece: Piece, state: RunState) -> None:
+        source = sources[piece.input]
+        for report in source.progress:
+            report(state.rows if source.rows is not None else piece.size or 0)
+        for report in source.rows_read:
+            report(state.rows)
+
+    return advance

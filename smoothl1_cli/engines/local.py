@@ -1,0 +1,94 @@
+"""The local engine: pieces reduced in this process, or on a pool of worker processes, one per core.
+
+Pieces that can be read again elsewhere (files, not standard input or a FIFO) run on a pool of
+processes started from a fork server that has NumPy and Arrow imported already; their states come
+back pickled and merge in the tree, in index order. What has to run here runs here, piece after
+piece: a stream, per-row output (written in row order), targets read row by row from --labels.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from smoothl1_cli.engines import Progress, count_rows, reduce_piece
+from smoothl1_cli.errors import InputError
+from smoothl1_cli.plan import Job, Piece
+from smoothl1_cli.readers import Source
+from smoothl1_cli.state import RowSink, RunState
+
+
+def machine_cores() -> int:
+    """The cores this process may run on (a container's or taskset's share, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def reduce_locally(job: Job, sources: Sequence[Source], sink: RowSink | None, progress: Progress) -> list[RunState]:
+    """Every piece's state, in index order."""
+    workers = min(job.options.workers or machine_cores(), len(job.pieces))
+    here = sink is not None or not all(source.reopenable for source in sources) or job.labels is not None
+    if workers <= 1 or here:
+        return _in_process(job, sources, sink)
+    return _in_pool(job, workers, progress)
+
+
+def _in_process(job: Job, sources: Sequence[Source], sink: RowSink | None) -> list[RunState]:
+    """Piece after piece in this process: each piece's first row is known once the one before it is read."""
+    states: list[RunState] = []
+    first_row = 0
+    for piece in job.pieces:
+        states.append(reduce_piece(piece, job, first_row, sources[piece.input], sink))
+        first_row += states[-1].rows
+    return states
+
+
+def _in_pool(job: Job, workers: int, progress: Progress) -> list[RunState]:
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["smoothl1_cli.engines.local"])  # imported once, in the server
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
+    try:
+        first_rows = job.first_rows()
+        if job.options.ci is not None and None in first_rows:
+            # The bootstrap weighs each row by its global number, which no footer gives for text: count first.
+            counts = list(pool.map(count_rows, job.pieces, [job] * len(job.pieces)))
+            first_rows = [sum(counts[:index]) for index in range(len(counts))]
+        futures = [
+            pool.submit(reduce_piece, piece, job, first) for piece, first in zip(job.pieces, first_rows, strict=True)
+        ]
+        for piece, future in zip(job.pieces, futures, strict=True):
+            future.add_done_callback(functools.partial(_told, progress, piece))
+        states = [future.result() for future in futures]  # in index order: the first bad piece's error is raised
+    except BrokenProcessPool as exc:
+        _stop(pool)
+        raise InputError(
+            "a worker process ended abruptly (out of memory?); try fewer --workers, or --workers 1"
+        ) from exc
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown()
+    return states
+
+
+def _told(progress: Progress, piece: Piece, future: Future[RunState]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        progress(piece, future.result())
+
+
+def _ignore_interrupts() -> None:
+    """Ctrl-C reaches the whole process group: the command handles it, and stops the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """End the workers now, not after the pieces they are reading (an error or Ctrl-C wants no more)."""
+    processes = list(getattr(pool, "_processes", {}).values())  # the executor offers no way to end them
+    for process in processes:
+        process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
