@@ -146,6 +146,7 @@ class Report:
     gate: Gate = field(default_factory=Gate)
     comparison: Comparison | None = None  # against --baseline
     warnings: tuple[str, ...] = ()  # what the values cannot show (float64 overflow, rounded integers)
+    engine: str = "local"  # where the pieces were reduced: the one key that differs between engines
     version: str = __version__
 
     @property
@@ -191,6 +192,7 @@ class Report:
             "nan_policy": self.nan_policy,
             "multioutput": self.multioutput,
             "weight": self.weight,
+            "engine": self.engine,
             "inputs": [i.to_dict() for i in self.inputs],
             "rows": self.rows,
             "results": [r.to_dict() for r in self.results],

@@ -491,6 +491,7 @@ class _Finished:
             groups=run.groups.results(plan, options.reduction, run.text_labels) if run.groups is not None else (),
             worst_rows=worst,
             warnings=self.warnings(results + ((overall,) if overall else ())),
+            engine=options.engine,
         )
 
     def warnings(self, results: Sequence[Result]) -> tuple[str, ...]:
