@@ -1,0 +1,169 @@
+"""The local engine: pieces on a pool of worker processes give the report of one process, byte for
+byte, with every option; row numbers stay global; errors, Ctrl-C and per-row output behave as with one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from smoothl1_cli import api, plan
+from tests.conftest import reference_mean, run_command, table_bytes, within_1e12
+
+ROWS = 1200
+
+
+def _columns(rows: int, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    y = rng.normal(size=rows)
+    a = y + rng.standard_cauchy(size=rows)
+    a[rng.random(rows) < 0.02] = np.nan
+    return {
+        "y": y,
+        "a": a,
+        "b": y + rng.normal(size=rows),
+        "z": 2 * y,
+        "c": 2 * y + rng.laplace(size=rows),
+        "w": rng.integers(1, 4, size=rows).astype(np.float64),
+        "g": rng.integers(0, 9, size=rows),
+        "key": [f"k{seed}-{i}" for i in range(rows)],
+    }
+
+
+@pytest.fixture(scope="module")
+def partitions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory of Parquet, CSV, gzip CSV and JSON Lines parts: one table of ROWS rows."""
+    folder = tmp_path_factory.mktemp("parts")
+    for index, fmt in enumerate(("parquet", "csv", "jsonl", "csv.gz", "parquet")):
+        table = pa.table(_columns(ROWS // 5, index))
+        (folder / f"part-{index}.{fmt}").write_bytes(table_bytes(table, fmt))
+    return folder
+
+
+CASES = [
+    ["-p", "a", "--nan-policy", "omit"],
+    ["-p", "a,b", "--nan-policy", "omit", "--group-by", "g", "-w", "w", "--id", "key"],
+    ["-t", "y,z", "-p", "a,c", "--nan-policy", "propagate", "--multioutput", "row-sum"],
+    ["-p", "b", "--ci", "0.9", "--bootstrap", "40", "--exact-quantiles", "--top", "3"],
+    ["-p", "a", "--loss", "huber", "--delta", "0.5", "--nan-policy", "omit", "--reduction", "sum"],
+]
+
+
+@pytest.mark.parametrize("args", CASES, ids=[" ".join(case) for case in CASES])
+def test_two_workers_give_the_bytes_of_one(smoothl1_command, partitions, args) -> None:
+    targets = [] if "-t" in args else ["-t", "y"]
+    reports = []
+    for workers in ("1", "2"):
+        done = run_command(smoothl1_command, "eval", partitions, *targets, *args, "--workers", workers, "-f", "json")
+        assert done.returncode == 0, done.stderr.decode()
+        assert done.stderr == b""
+        reports.append(done.stdout)
+    assert reports[0] == reports[1]
+    report = json.loads(reports[0])
+    assert report["engine"] == "local"
+    assert [entry["rows"] for entry in report["inputs"]] == [ROWS // 5] * 5
+
+
+def test_pieces_of_one_parquet_file_are_runs_of_its_row_groups(tmp_path, monkeypatch) -> None:
+    """A large file is cut into runs of row groups; worst rows and errors keep their rows in the file."""
+    data = _columns(3000, 7)
+    data["a"] = np.where(np.isnan(data["a"]), 0.0, data["a"])
+    path = tmp_path / "big.parquet"
+    pq.write_table(pa.table(data), path, row_group_size=400)  # 8 row groups
+    monkeypatch.setattr(plan, "PIECE_ROWS", 1000)
+    source = api.open_all([str(path)], None)[0]
+    pieces = plan.cut_pieces([source])
+    source.close()
+    assert [(p.groups, p.input_row, p.rows) for p in pieces] == [
+        (range(0, 3), 0, 1200), (range(3, 6), 1200, 1200), (range(6, 8), 2400, 600),
+    ]  # fmt: skip
+    cut = [api.evaluate(path, "y", "a", workers=workers, id="key", top=4).to_dict() for workers in (1, 2)]
+    monkeypatch.setattr(plan, "PIECE_ROWS", 10**9)
+    whole = api.evaluate(path, "y", "a", id="key", top=4).to_dict()
+    assert cut[0] == cut[1]
+    assert cut[0]["results"] == within_1e12(whole["results"])
+    assert cut[0]["worst_rows"] == whole["worst_rows"]
+    assert cut[0]["results"][0]["value"] == pytest.approx(reference_mean(data["a"], data["y"]), rel=1e-12)
+    data["b"][2500] = np.nan  # in the last piece: its row within the file
+    pq.write_table(pa.table(data), path, row_group_size=400)
+    monkeypatch.setattr(plan, "PIECE_ROWS", 1000)
+    with pytest.raises(api.InputError, match=r"big.parquet: 1 row with a missing, NaN .*\(first: row 2500,"):
+        api.evaluate(path, "y", "b", workers=2)
+
+
+def test_a_bad_value_names_the_file_and_row_whoever_reads_it(tmp_path, smoothl1_command) -> None:
+    for index in range(3):
+        rows = [f"{i},{i + 0.5}" for i in range(50)]
+        if index == 1:
+            rows[17] = "17,oops"
+        (tmp_path / f"p{index}.csv").write_text("y,pred\n" + "\n".join(rows) + "\n")
+    messages = []
+    for workers in ("1", "2"):
+        done = run_command(smoothl1_command, "eval", tmp_path, "-t", "y", "--workers", workers)
+        assert done.returncode == 2
+        messages.append(done.stderr.decode())
+    assert messages[0] == messages[1]
+    assert "p1.csv" in messages[0]
+    assert "row 17" in messages[0]
+    assert "'oops'" in messages[0]
+    assert messages[0].startswith("Error: ")
+    assert messages[0].count("\n") == 1
+
+
+def test_per_row_output_with_workers_numbers_rows_over_all_inputs(smoothl1_command, partitions, tmp_path) -> None:
+    out = tmp_path / "rows.csv"
+    done = run_command(
+        smoothl1_command, "eval", partitions, "-t", "y", "-p", "b", "--per-row", out, "--workers", "2", "-q"
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    lines = out.read_text().splitlines()
+    assert lines[0] == "row,loss"
+    assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(ROWS))
+
+
+def _descendants(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
+            try:
+                children = {int(c) for c in (task / "children").read_text().split()}
+            except OSError:
+                continue
+            todo += children - found
+            found |= children
+    return found
+
+
+def test_ctrl_c_stops_the_workers_and_exits_130(smoothl1_command, tmp_path) -> None:
+    """Ctrl-C reaches the whole process group: the command stops its pool, says so once, exits 130."""
+    for index in range(2):
+        (tmp_path / f"p{index}.csv").write_bytes(table_bytes(pa.table(_columns(40_000, index)), "csv"))
+    process = subprocess.Popen(
+        [*smoothl1_command, "eval", tmp_path, "-t", "y", "-p", "b", "--workers", "2", "--chunk-rows", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(_descendants(process.pid)) < 3 and time.monotonic() < deadline:  # the fork server and two workers
+        time.sleep(0.05)
+    workers = _descendants(process.pid)
+    assert len(workers) >= 3, "the pool did not start"
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=60)  # a row at a time, the run itself would take minutes
+    assert process.returncode == 130
+    assert err == b"Interrupted.\n"
+    assert out == b""
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{pid}/status").exists() for pid in workers)
