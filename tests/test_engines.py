@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,18 @@ def test_ctrl_c_stops_the_workers_and_exits_130(smoothl1_command, tmp_path) -> N
     while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(Path(f"/proc/{pid}/status").exists() for pid in workers)
+
+
+def test_a_script_without_a_main_guard_runs_on_the_pool(partitions, tmp_path) -> None:
+    """multiprocessing would run the calling script again in each worker; the pool's workers never do."""
+    script = tmp_path / "evaluate_parts.py"
+    script.write_text(
+        "from smoothl1_cli import evaluate\n"
+        f"report = evaluate({str(partitions)!r}, 'y', 'b', workers=2)\n"
+        "print(report.rows, report.results[0].value)\n"
+    )
+    done = subprocess.run([sys.executable, script], capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    expected = api.evaluate(partitions, "y", "b", workers=1)
+    assert done.stdout.decode().split() == [str(ROWS), repr(expected.results[0].value)]
+    assert done.stderr == b""

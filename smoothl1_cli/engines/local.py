@@ -11,15 +11,20 @@ from __future__ import annotations
 import functools
 import os
 import signal
-from collections.abc import Sequence
+import sys
+import types
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 
 from smoothl1_cli.engines import Progress, count_rows, reduce_piece
 from smoothl1_cli.errors import InputError
 from smoothl1_cli.plan import Job, Piece
 from smoothl1_cli.readers import Source
 from smoothl1_cli.state import RowSink, RunState
+
+POOL_MIN_BYTES = 64 << 20  # below this, starting the pool (about 0.4 s) costs more than it saves
 
 
 def machine_cores() -> int:
@@ -31,7 +36,8 @@ def reduce_locally(job: Job, sources: Sequence[Source], sink: RowSink | None, pr
     """Every piece's state, in index order."""
     workers = min(job.options.workers or machine_cores(), len(job.pieces))
     here = sink is not None or not all(source.reopenable for source in sources) or job.labels is not None
-    if workers <= 1 or here:
+    small = job.options.workers is None and sum(piece.size or 0 for piece in job.pieces) < POOL_MIN_BYTES
+    if workers <= 1 or here or small:
         return _in_process(job, sources, sink)
     return _in_pool(job, workers, progress)
 
@@ -54,13 +60,15 @@ def _in_pool(job: Job, workers: int, progress: Progress) -> list[RunState]:
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
     try:
         first_rows = job.first_rows()
-        if job.options.ci is not None and None in first_rows:
-            # The bootstrap weighs each row by its global number, which no footer gives for text: count first.
-            counts = list(pool.map(count_rows, job.pieces, [job] * len(job.pieces)))
-            first_rows = [sum(counts[:index]) for index in range(len(counts))]
-        futures = [
-            pool.submit(reduce_piece, piece, job, first) for piece, first in zip(job.pieces, first_rows, strict=True)
-        ]
+        with _script_not_rerun():
+            if job.options.ci is not None and None in first_rows:
+                # The bootstrap weighs each row by its global number, which no footer gives for text: count first.
+                counts = list(pool.map(count_rows, job.pieces, [job] * len(job.pieces)))
+                first_rows = [sum(counts[:index]) for index in range(len(counts))]
+            futures = [
+                pool.submit(reduce_piece, piece, job, first)
+                for piece, first in zip(job.pieces, first_rows, strict=True)
+            ]  # every worker starts here: one per submit, up to `workers`
         for piece, future in zip(job.pieces, futures, strict=True):
             future.add_done_callback(functools.partial(_told, progress, piece))
         states = [future.result() for future in futures]  # in index order: the first bad piece's error is raised
@@ -74,6 +82,19 @@ def _in_pool(job: Job, workers: int, progress: Progress) -> list[RunState]:
         raise
     pool.shutdown()
     return states
+
+
+@contextmanager
+def _script_not_rerun() -> Iterator[None]:
+    """Workers start without the caller's script: multiprocessing would run a `__main__` that has a file
+    again in each worker (a script calling `evaluate` with no `if __name__ == "__main__":` guard would
+    fail there), and a piece needs nothing from it, only smoothl1 and the pickled job."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 def _told(progress: Progress, piece: Piece, future: Future[RunState]) -> None:
