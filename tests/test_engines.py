@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -183,3 +184,11 @@ def test_a_script_without_a_main_guard_runs_on_the_pool(partitions, tmp_path) ->
     expected = api.evaluate(partitions, "y", "b", workers=1)
     assert done.stdout.decode().split() == [str(ROWS), repr(expected.results[0].value)]
     assert done.stderr == b""
+
+
+def test_the_progress_bar_counts_pieces_done_on_the_pool_to_its_total(smoothl1_command, partitions) -> None:
+    done = run_command(smoothl1_command, "eval", partitions, "-t", "y", "-p", "b", "--workers", "2", "--progress", "-q")
+    assert done.returncode == 0, done.stderr.decode()
+    counts = re.findall(r"([\d.,]+)/([\d.,]+) (kB|MB|rows)", done.stderr.decode())
+    assert counts, done.stderr.decode()
+    assert counts[-1][0] == counts[-1][1]  # the last frame: everything read
