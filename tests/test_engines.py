@@ -186,8 +186,10 @@ def test_a_script_without_a_main_guard_runs_on_the_pool(partitions, tmp_path) ->
     assert done.stderr == b""
 
 
-def test_the_progress_bar_counts_pieces_done_on_the_pool_to_its_total(smoothl1_command, partitions) -> None:
-    done = run_command(smoothl1_command, "eval", partitions, "-t", "y", "-p", "b", "--workers", "2", "--progress", "-q")
+def test_the_progress_bar_counts_pieces_done_on_the_pool_to_its_total(smoothl1_command, tmp_path) -> None:
+    for index, fmt in enumerate(("parquet", "csv", "jsonl")):  # uncompressed: the bar has a total in bytes
+        (tmp_path / f"part-{index}.{fmt}").write_bytes(table_bytes(pa.table(_columns(300, index)), fmt))
+    done = run_command(smoothl1_command, "eval", tmp_path, "-t", "y", "-p", "b", "--workers", "2", "--progress", "-q")
     assert done.returncode == 0, done.stderr.decode()
     counts = re.findall(r"([\d.,]+)/([\d.,]+) (kB|MB|rows)", done.stderr.decode())
     assert counts, done.stderr.decode()
