@@ -8,7 +8,8 @@ Not a timed test: it takes minutes and wants the machine busy.
     .venv/bin/python benchmarks/stress_exit.py [--runs 3000] [--jobs 4] [--burners 2] [--command .venv/bin/smoothl1]
 
 Each run is one case of: CSV, TSV, JSON Lines, gzip-compressed CSV, CSV on standard input, a
-100,000-column CSV (the input that aborted most often) and an input error. A run is wrong when
+100,000-column CSV (the input that aborted most often), an input error, and three files on a pool of
+two worker processes (with and without an input error). A run is wrong when
 its exit status, its standard output or the shape of its standard error differs from the case's
 expectation (value `0.125`, exit 0; or exit 2 with one `Error:` line). `--burners` processes
 spin on the CPU meanwhile. Prints the counts per case and exits 1 unless the number of wrong exit
@@ -52,6 +53,12 @@ def make_cases(folder: Path) -> list[Case]:
     filler = ",".join("0" for _ in range(100_000))
     (folder / "wide.csv").write_text(",".join(wide) + "\n" + "".join(f"{p},{t},{filler}\n" for p, t in rows))
     (folder / "bad.csv").write_text("pred,target\n0.5,1\noops,2\n")
+    (folder / "parts").mkdir()
+    (folder / "bad parts").mkdir()
+    for index in range(3):  # the worked example's rows, one per file, reduced on a pool of worker processes
+        part = WORKED.splitlines()[0] + "\n" + WORKED.splitlines()[index + 1] + "\n"
+        (folder / "parts" / f"p{index}.csv").write_text(part)
+        (folder / "bad parts" / f"p{index}.csv").write_text(part if index != 1 else "pred,target\noops,2\n")
     quiet = ("-t", "target", "-p", "pred", "-q")
     return [
         Case("csv", (str(folder / "worked.csv"), *quiet)),
@@ -61,6 +68,8 @@ def make_cases(folder: Path) -> list[Case]:
         Case("stdin", ("-", *quiet), stdin=WORKED.encode()),
         Case("wide csv", (str(folder / "wide.csv"), *quiet)),
         Case("input error", (str(folder / "bad.csv"), *quiet), exit_code=2, stdout=""),
+        Case("pool", (str(folder / "parts"), *quiet, "--workers", "2")),
+        Case("pool error", (str(folder / "bad parts"), *quiet, "--workers", "2"), exit_code=2, stdout=""),
     ]
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from smoothl1_cli import backends, kernel
 from smoothl1_cli.errors import InputError
 from smoothl1_cli.report import Report
 from smoothl1_cli.stats import ExactSum, zero_where_weightless
+
+if TYPE_CHECKING:
+    from smoothl1_cli.options import Options
 
 
 def smooth_l1(pred: Any, target: Any, beta: float = 1.0, reduction: str = "mean", weight: Any = None) -> Any:
@@ -92,27 +95,25 @@ def evaluate(
 
     Options are the command's, in Python spelling: beta, delta, sigma, loss, reduction, weight,
     nan_policy, id, group_by, top, exact_quantiles, ci, bootstrap, seed, multioutput, input_format,
-    chunk_rows, backend, per_row, fail_above,
+    chunk_rows, backend, engine, workers, scheduler, per_row, fail_above,
     baseline (a report's path), max_increase ('2%' or '0.01'), labels (a path) and on (a key column).
     """
     from smoothl1_cli.options import Options
 
-    extras = ("per_row", "fail_above", "baseline", "max_increase", "labels", "on")
-    _check_keywords(options, [f.name for f in fields(Options) if f.name not in ("target", "pred")] + list(extras))
-    gates = {name: options.pop(name, None) for name in extras}
+    _check_keywords(options, [f.name for f in fields(Options) if f.name not in ("target", "pred")])
     try:
         settings = Options(target=_names(target), pred=_names(pred), **options)
     except TypeError as exc:
         raise InputError(str(exc)) from exc
     paths = _paths(source)
     if paths is None:
-        return run(_sources(source, settings.id), settings, **gates)
+        return run(_sources(source, settings.id), settings)
     from smoothl1_cli.output import refuse_overwriting
     from smoothl1_cli.readers import expand_inputs
 
     files = expand_inputs(paths)  # as the command does: nothing is opened before the outputs are checked
-    refuse_overwriting({"per_row": gates["per_row"]}, files, gates["labels"])
-    return run(open_all(files, settings.input_format), settings, **gates)
+    refuse_overwriting({"per_row": settings.per_row}, files, settings.labels)
+    return run(open_all(files, settings.input_format), settings)
 
 
 def _check_keywords(given: dict[str, Any], valid: list[str]) -> None:
@@ -201,18 +202,9 @@ def _check_same_columns(first: Any, other: Any) -> None:
         )
 
 
-def run(
-    sources: list[Any],
-    settings: Any,
-    per_row: str | None = None,
-    fail_above: float | None = None,
-    baseline: str | None = None,
-    max_increase: str | None = None,
-    labels: str | None = None,
-    on: str | None = None,
-) -> Report:
-    """Evaluate opened sources (targets from `labels` if given), writing per-row losses to `per_row`
-    ('-' is stdout) as it goes; then gate."""
+def run(sources: list[Any], settings: Options) -> Report:
+    """Evaluate opened sources (targets from `settings.labels` if given), writing per-row losses to
+    `settings.per_row` ('-' is stdout) as it goes; then gate."""
     from smoothl1_cli import gate
     from smoothl1_cli.engines import evaluate_sources
     from smoothl1_cli.output import CsvRowSink, ParquetRowSink, atomic_output
@@ -221,11 +213,12 @@ def run(
     with ExitStack() as stack:
         for source in sources:
             stack.callback(source.close)
-        if max_increase is not None and baseline is None:
+        labels, on, per_row, baseline = settings.labels, settings.on, settings.per_row, settings.baseline
+        if settings.max_increase is not None and baseline is None:
             raise InputError("--max-increase needs --baseline REPORT to compare against")
-        tolerance = gate.Tolerance.parse(max_increase or "0")
-        if fail_above is not None:
-            gate.check_limit(fail_above)
+        tolerance = gate.Tolerance.parse(settings.max_increase or "0")
+        if settings.fail_above is not None:
+            gate.check_limit(settings.fail_above)
         saved = gate.load_report(baseline) if baseline is not None else None
         if on is not None and labels is None:
             raise InputError("--on KEY goes with --labels FILE: the key joins the predictions to the labels")
@@ -247,9 +240,9 @@ def run(
             out = sys.stdout.buffer if per_row == "-" else stack.enter_context(atomic_output(per_row, "--per-row"))
             sink = (ParquetRowSink if parquet else CsvRowSink)(out, plan.id, plan.pairs)
             stack.callback(sink.close)  # before the file it writes to is closed (or, on an error, removed)
-        report = evaluate_sources(sources, settings, sink, None if labels is None else (labels, on))
-    if fail_above is not None:
-        report = report.with_gate(gate.fail_above(report, fail_above))
+        report = evaluate_sources(sources, settings, sink)
+    if settings.fail_above is not None:
+        report = report.with_gate(gate.fail_above(report, settings.fail_above))
     if saved is not None and baseline is not None:  # (both or neither: for the type checker)
         comparison = gate.compare(saved, report.to_dict(), tolerance, baseline)
         report = report.with_gate(comparison.gate, comparison)

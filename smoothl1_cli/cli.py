@@ -347,8 +347,6 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
 @click.pass_context
 def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, output: str | None, quiet: bool,
-                 fail_above: float | None, baseline: str | None, max_increase: str | None, per_row: str | None,
-                 labels: str | None, on: str | None,
                  progress: bool | None, debug: bool, id_column: str | None, **options: Any) -> None:  # fmt: skip
     """Evaluate INPUT (files, or - for standard input) and print a report.
 
@@ -360,6 +358,8 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
     ctx.meta["smoothl1.debug"] = debug
     for signum in TERMINATING:
         signal.signal(signum, _terminate)
+    from dataclasses import replace
+
     from smoothl1_cli.api import open_all, run
     from smoothl1_cli.options import Options
     from smoothl1_cli.output import atomic_output, refuse_overwriting
@@ -373,11 +373,12 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
         check_path(plot)
     settings = Options(id=id_column, **options)
     if settings.reduction == "none":
-        if per_row not in (None, "-"):
+        if settings.per_row not in (None, "-"):
             raise InputError(
                 "--reduction none streams per-row losses to stdout; drop --per-row, or use --reduction mean"
             )
-        per_row = "-"
+        settings = replace(settings, per_row="-")
+    per_row = settings.per_row
     if per_row == "-" and output is None and (quiet or fmt != "auto"):
         shown = "-q" if quiet else f"-f {fmt}"
         how, instead = (
@@ -389,10 +390,11 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
         )
     files = expand_inputs(inputs)
     per_row_file = None if per_row == "-" else per_row  # only --per-row takes - for stdout
-    refuse_overwriting({"-o": output, "--per-row": per_row_file, "--junit": junit, "--plot": plot}, files, labels)
+    outputs = {"-o": output, "--per-row": per_row_file, "--junit": junit, "--plot": plot}
+    refuse_overwriting(outputs, files, settings.labels)
     sources = open_all(files, settings.input_format)
     with _progress_bar(sources, progress):
-        report = run(sources, settings, per_row, fail_above, baseline, max_increase, labels, on)
+        report = run(sources, settings)
     for warning in report.warnings:
         click.echo(f"Warning: {printable(warning)}", err=True)
     renderer = "quiet" if quiet else _chosen(fmt)

@@ -51,6 +51,12 @@ class Options:
     engine: str = "local"
     workers: int | None = None  # pieces at once; None: the machine's cores (with Dask, the local cluster's workers)
     scheduler: str | None = None  # a Dask scheduler's address; None: DASK_SCHEDULER_ADDRESS, else a local cluster
+    labels: str | None = None  # targets from this file ...
+    on: str | None = None  # ... joined on this key column (None: row by row)
+    per_row: str | None = None  # per-row losses to this file ("-": stdout)
+    fail_above: float | None = None  # the gates
+    baseline: str | None = None
+    max_increase: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _split_names(self.target))

@@ -167,7 +167,6 @@ class Job:
     inputs: tuple[str, ...]  # each input as given (path or URI), to be opened again where a piece runs
     formats: tuple[str, ...]
     pieces: tuple[Piece, ...]
-    labels: tuple[str, str | None] | None = None  # --labels FILE and --on KEY
 
     def first_rows(self) -> list[int | None]:
         """Each piece's first row over all inputs, where the footers before it say (None after a text input)."""

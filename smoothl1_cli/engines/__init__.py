@@ -28,7 +28,6 @@ def evaluate_sources(
     sources: Sequence[Source],
     options: Options,
     sink: RowSink | None = None,
-    labels: tuple[str, str | None] | None = None,
 ) -> Report:
     """Plan, reduce every piece on the chosen engine, merge in the tree, report."""
     plan = plan_columns(sources[0], options)
@@ -40,7 +39,6 @@ def evaluate_sources(
         tuple(source.label for source in sources),
         tuple(source.format for source in sources),
         cut_pieces(sources),
-        labels,
     )
     progress = _progress_of(sources)
     if options.engine == "dask":
@@ -103,13 +101,13 @@ def open_input(job: Job, number: int) -> Source:
     """Input `number` opened anew from its path or URI, as any process that runs a piece does."""
     from smoothl1_cli.readers import open_source
 
-    source = open_source(job.inputs[number], job.options.input_format)
-    if job.labels is None:
+    options = job.options
+    source = open_source(job.inputs[number], options.input_format)
+    if options.labels is None:
         return source
     from smoothl1_cli.labels import with_labels
 
-    path, on = job.labels
-    (joined,) = with_labels([source], open_source(path, None), job.options.target, on)
+    (joined,) = with_labels([source], open_source(options.labels, None), options.target, options.on)
     return joined
 
 

@@ -35,7 +35,7 @@ def machine_cores() -> int:
 def reduce_locally(job: Job, sources: Sequence[Source], sink: RowSink | None, progress: Progress) -> list[RunState]:
     """Every piece's state, in index order."""
     workers = min(job.options.workers or machine_cores(), len(job.pieces))
-    here = sink is not None or not all(source.reopenable for source in sources) or job.labels is not None
+    here = sink is not None or not all(source.reopenable for source in sources) or job.options.labels is not None
     small = job.options.workers is None and sum(piece.size or 0 for piece in job.pieces) < POOL_MIN_BYTES
     if workers <= 1 or here or small:
         return _in_process(job, sources, sink)
