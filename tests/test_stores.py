@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from smoothl1_cli import fs, readers
+from smoothl1_cli import fs, output, readers
 from smoothl1_cli.errors import InputError
 from tests.conftest import eval_json, invoke, table_bytes
 
@@ -280,6 +280,24 @@ def test_a_hive_dataset_on_s3_groups_by_its_partition_keys(smoothl1, local_files
     _same_report(remote.stdout, local, {f"s3://{BUCKET}/{name}": str(local_files / name) for name in names})
 
 
+def test_reports_are_written_to_s3_whole_and_only_on_success(smoothl1, s3):
+    uri = f"s3://{BUCKET}/plain/y.parquet"
+    outputs = ["-o", f"s3://{BUCKET}/out/report.json", "--per-row", f"s3://{BUCKET}/out/rows.csv"]
+    done = smoothl1("eval", uri, "-t", "y", "-f", "json", *outputs)
+    assert done.returncode == 0, done.stderr
+    read = functools.partial(s3["client"].get_object, Bucket=BUCKET)
+    assert read(Key="out/report.json")["Body"].read().decode() == done.stdout
+    rows = read(Key="out/rows.csv")["Body"].read().decode().splitlines()
+    assert rows[0] == "row,loss"
+    assert len(rows) == 31
+    never = ["-o", f"s3://{BUCKET}/out/never.json", "--per-row", f"s3://{BUCKET}/out/never.csv"]
+    failed = smoothl1("eval", f"s3://{BUCKET}/plain/y.jsonl", "-t", "id", "-p", "y", *never)  # fails when read
+    assert failed.returncode == 2
+    assert "'r060' is not a number" in failed.stderr
+    listed = s3["client"].list_objects_v2(Bucket=BUCKET, Prefix="out/")["Contents"]
+    assert sorted(item["Key"] for item in listed) == ["out/report.json", "out/rows.csv"]
+
+
 @pytest.mark.parametrize("spec", [f"s3://{BUCKET}/plain/missing.csv", "s3://no-such-bucket/y.csv"])
 def test_a_missing_object_or_bucket_is_named(smoothl1, spec):
     done = smoothl1("eval", spec, "-t", "y")
@@ -290,6 +308,9 @@ def test_access_denied_names_the_uri(smoothl1, s3):
     uri = f"s3://{BUCKET}/plain/y.parquet"
     done = smoothl1("eval", uri, "-t", "y", env=_aws_env(s3["endpoint"], s3["keys"]["nobody"]))
     assert (done.returncode, done.stderr) == (2, f"Error: {uri}: access denied\n")
+    output = f"s3://{BUCKET}/out/denied.json"
+    written = smoothl1("eval", uri, "-t", "y", "-q", "-o", output, env=_aws_env(s3["endpoint"], s3["keys"]["viewer"]))
+    assert (written.returncode, written.stderr) == (2, f"Error: cannot write -o {output}: access denied\n")
 
 
 def test_an_unreachable_store_fails_within_seconds(smoothl1, s3):
@@ -399,6 +420,13 @@ def test_globs_and_directories_on_an_fsspec_store():
         memory.rm(root, recursive=True)
 
 
+def test_an_output_that_is_an_input_is_refused_on_a_store_too():
+    uri = f"s3://{BUCKET}/plain/y.csv"
+    with pytest.raises(InputError, match=re.escape(f"--per-row {uri}?region=eu is the same file as input {uri}")):
+        output.refuse_overwriting({"--per-row": f"{uri}?region=eu"}, [uri], None)
+    output.refuse_overwriting({"-o": f"s3://{BUCKET}/plain/report.json"}, [uri], None)  # another object: fine
+
+
 @pytest.mark.parametrize(
     ("uri", "shown"),
     [
@@ -415,6 +443,31 @@ def test_globs_and_directories_on_an_fsspec_store():
 def test_redact_hides_secrets_and_keeps_settings(uri, shown):
     assert fs.redact(uri) == shown
     assert fs.redact_text(f"failed on {uri}: 403") == f"failed on {shown}: 403"
+
+
+def test_an_output_on_a_store_without_atomic_uploads_is_moved_into_place_whole():
+    """fsspec's memory store stands for HDFS and the like: a hidden temporary name, then a move; on a
+    failure, the old file as it was and no temporary one."""
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    folder = f"/smoothl1-out-{os.getpid()}"
+    target = f"memory://{folder}/report.json"
+    try:
+        with output.atomic_output(target, "-o") as file:
+            file.write(b"first")
+
+        def fail() -> None:
+            with output.atomic_output(target, "-o") as file:
+                file.write(b"half")
+                raise RuntimeError("the run failed")
+
+        with pytest.raises(RuntimeError):
+            fail()
+        assert memory.cat(f"{folder}/report.json") == b"first"
+        assert memory.ls(folder, detail=False) == [f"{folder}/report.json"]
+    finally:
+        memory.rm(folder, recursive=True)
 
 
 def test_a_uri_for_fsspec_without_fsspec_says_what_to_install(monkeypatch):
