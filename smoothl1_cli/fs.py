@@ -292,7 +292,7 @@ def _matches(pattern: list[str], names: list[str]) -> bool:
     if not pattern:
         return not names
     if not names:
-        return pattern == ["**"]
+        return all(part == "**" for part in pattern)
     part, name = pattern[0], names[0]
     visible = part.startswith(".") or not name.startswith(".")
     if part == "**":

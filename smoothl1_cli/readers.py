@@ -239,12 +239,11 @@ def open_source(spec: str | Path, input_format: str | None = None) -> Source:
 
 class _File(Protocol):
     """A regular file, local or in a store: opened for random access (Parquet, IPC, the first bytes)
-    or as a stream of its bytes, decompressed where `codec` says."""
+    or as a stream of its bytes, decompressed where `codec` says. Its `name` is its path with /
+    between names: the extension tells the format, the directories Hive-style partitions."""
 
     @property
-    def name(
-        self,
-    ) -> str: ...  # its path with / between names: the extension tells the format, the directories partitions
+    def name(self) -> str: ...
 
     @property
     def size(self) -> int | None: ...
@@ -259,7 +258,7 @@ class _File(Protocol):
 @dataclass(frozen=True)
 class _LocalFile:
     name: str
-    size: int | None
+    size: int
     path: Path
 
     def random_access(self) -> pa.NativeFile:
