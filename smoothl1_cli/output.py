@@ -1,5 +1,5 @@
-"""Writing files the user asked for: atomically (temp file beside the target, fsync, rename), and
-never over an input or another output."""
+"""Writing files the user asked for: atomically (temp file beside the target, fsync, rename; on a
+store, an upload once complete), and never over an input or another output."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from smoothl1_cli import fs
 from smoothl1_cli.errors import InputError
+
+ATOMIC_STORES = ("s3", "gcs", "abfs")  # an object appears whole once its upload completes, or not at all
 
 
 def refuse_overwriting(outputs: Mapping[str, str | None], inputs: Sequence[str], labels: str | None) -> None:
@@ -31,30 +34,35 @@ def refuse_overwriting(outputs: Mapping[str, str | None], inputs: Sequence[str],
     data to lose; a file named `-` is a file like any other.
     """
     seen: dict[tuple[Any, ...], str] = {}
-    named = [(f"input {path}", path) for path in inputs] + ([(f"--labels {labels}", labels)] if labels else [])
+    named = [(f"input {fs.redact(path)}", path) for path in inputs]
+    if labels:
+        named.append((f"--labels {fs.redact(labels)}", labels))
     for what, path in named:
         identity = _file_identity(path)
         if identity is not None:
             seen.setdefault(identity, what)
     for option, target in outputs.items():
         identity = None if target is None else _file_identity(target, stdin=False)
-        if identity is None:
+        if target is None or identity is None:
             continue
+        shown = f"{option} {fs.redact(target)}"  # a URI's credentials are never shown
         if identity in seen:
             raise InputError(
-                f"{option} {target} is the same file as {seen[identity]}: it would be overwritten; name another file"
+                f"{shown} is the same file as {seen[identity]}: it would be overwritten; name another file"
             )
-        seen[identity] = f"{option} {target}"
+        seen[identity] = shown
 
 
 def _file_identity(path: str, stdin: bool = True) -> tuple[Any, ...] | None:
-    """(device, inode) of the file at `path` (standard input's for an input `-`), else its resolved path;
-    None for a character device."""
+    """(device, inode) of the file at `path` (standard input's for an input `-`), else its resolved path
+    (a URI: without credentials and query); None for a character device."""
+    if fs.is_uri(path):
+        return ("uri", fs.identity(path))
     try:
         found = os.fstat(0) if stdin and path == "-" else os.stat(path)
     except ValueError:  # a NUL in the path: opening it fails later, with its own error
         return None
-    except OSError:  # not there (yet), or a URI
+    except OSError:  # not there (yet)
         return ("path", os.path.realpath(path))
     return None if stat.S_ISCHR(found.st_mode) else ("inode", found.st_dev, found.st_ino)
 
@@ -65,24 +73,60 @@ def atomic_output(path: str, what: str) -> Iterator[IO[bytes]]:
 
     The rename replaces a symlink at `path` rather than writing through it, and a file rewritten keeps
     its permissions (a 0600 report stays 0600). A character device or FIFO (/dev/null, /dev/stdout, a
-    named pipe) is written in place instead: a rename would put a regular file in its place.
+    named pipe) is written in place instead: a rename would put a regular file in its place. A URI is
+    written to a local temporary file and uploaded when complete (see `_uploaded`).
     """
+    uri = fs.is_uri(path)
     try:
-        found: os.stat_result | None = os.stat(path)
+        found: os.stat_result | None = None if uri else os.stat(path)
     except (OSError, ValueError):
         found = None
     if found is not None and stat.S_ISBLK(found.st_mode):
         raise InputError(f"cannot write {what} {path}: it is a block device; name a file")
     in_place = found is not None and (stat.S_ISCHR(found.st_mode) or stat.S_ISFIFO(found.st_mode))
     try:
-        with open(path, "wb") if in_place else _replacing(Path(path)) as file:
+        with _uploaded(path) if uri else open(path, "wb") if in_place else _replacing(Path(path)) as file:
             yield file
     except InputError:
         raise
-    except OSError as exc:  # ENOSPC, EIO, EACCES, a FIFO's reader gone...: the file cannot be written
+    except NotImplementedError as exc:  # fsspec's read-only filesystems (http://)
+        raise InputError(f"cannot write {what} {fs.redact(path)}: this store cannot be written") from exc
+    except (
+        (OSError,) + fs.client_errors()
+    ) as exc:  # ENOSPC, EIO, EACCES, a FIFO's reader gone, a store's refusal...: it cannot be written
         if isinstance(exc, BrokenPipeError) and not in_place:  # stdout's, not this file's: `| head`
             raise
-        raise InputError(f"cannot write {what} {path}: {exc.strerror or exc}") from exc
+        reason = fs.explain(exc) or fs.redact_text(getattr(exc, "strerror", None) or str(exc))
+        raise InputError(f"cannot write {what} {fs.redact(path)}: {reason}") from exc
+
+
+@contextmanager
+def _uploaded(uri: str) -> Iterator[IO[bytes]]:
+    """A local temporary file, copied to `uri` once complete (by pyarrow, in C++: no Ctrl-C halfway).
+
+    Not a store's output stream written as the run goes: pyarrow's have no abort, and one dropped
+    unclosed completes its upload, so an error halfway would publish half a file. On S3, GCS and
+    Azure an object appears only when its upload completes, so nothing half-written is ever seen
+    there. Elsewhere (HDFS, fsspec's schemes, file://) the copy goes to a hidden temporary name beside
+    the target, moved over it at the end: atomic where the store renames atomically, as HDFS does."""
+    import pyarrow.fs as pafs
+
+    filesystem, path = fs.resolve(uri)
+    with tempfile.NamedTemporaryFile(prefix=".smoothl1-", suffix=".tmp") as file:
+        yield file
+        file.flush()
+        if filesystem.type_name in ATOMIC_STORES:
+            pafs.copy_files(file.name, path, destination_filesystem=filesystem)
+            return
+        parent, slash, name = path.rpartition("/")
+        temporary = f"{parent}{slash}.{name}.{os.urandom(4).hex()}.tmp"
+        try:
+            pafs.copy_files(file.name, temporary, destination_filesystem=filesystem)
+            filesystem.move(temporary, path)
+        except BaseException:
+            with suppress(OSError):
+                filesystem.delete_file(temporary)
+            raise
 
 
 @contextmanager

@@ -21,13 +21,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from pathlib import Path, PurePath, PurePosixPath
+from typing import IO, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from smoothl1_cli import fs
 from smoothl1_cli.errors import InputError
 
 EXTENSIONS = {
@@ -57,6 +58,7 @@ ROW_GROUP_BYTES = 256 << 20  # a Parquet row group whose needed columns decode t
 DELIMITERS = (",", "\t", ";")
 _NUMERIC = (pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal)
 _ProgressFn = Callable[[int], None]
+_READ_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError, EOFError)
 
 
 def is_numeric(type_: pa.DataType) -> bool:
@@ -202,49 +204,154 @@ class Source:
         """
         try:
             yield from self.stream_batches(columns, text, chunk_rows, groups)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError, EOFError) as exc:
+        except _READ_ERRORS + fs.client_errors() as exc:
             raise InputError(f"{self.label}: {_describe(exc)}") from exc
 
 
 def open_source(spec: str | Path, input_format: str | None = None) -> Source:
-    """Open a path (or '-' for standard input), detect compression and format, read its header."""
-    label = str(spec)
+    """Open a path, a URI (or '-' for standard input), detect compression and format, read its header.
+
+    A local file and an object in a store are read by the same code; a file below Hive-style
+    `key=value/` directories also has a text column per key. Everything comes from `spec` alone, so
+    a worker given the same string opens the same source."""
+    given = str(spec)
+    label = fs.redact(given) if fs.is_uri(given) else given  # credentials in a URI are never shown
     try:
-        if label == "-":
+        if given == "-":
             return _open_unseekable(label, sys.stdin.buffer, input_format)
-        path = Path(label)
-        if path.is_dir():
-            raise InputError(f"{label}: is a directory; pass the files in it")
-        if not path.is_file():  # a FIFO, /dev/stdin, <(process substitution): read once, as a stream
-            return _open_unseekable(label, open(path, "rb", buffering=0), input_format)
-        size = path.stat().st_size
-        if size == 0:
-            raise InputError(f"{label}: the file is empty")
-        fmt = input_format or EXTENSIONS.get(_strip_compression(path).suffix.lower())
-        with open(path, "rb") as probe:
-            head = probe.read(8)
-        if input_format is None and _sniff_format(head) in ("parquet", "ipc"):
-            fmt = _sniff_format(head)  # Parquet or Arrow bytes under a text name: the bytes win
-        codec = _compression(head)
-        if fmt in ("parquet", "ipc") and codec is None:
-            return _open_random_access(label, pa.OSFile(str(path)), fmt, size)
-        raw = _file_stream(path, codec)
-        # Line numbers are counted in the very file being read (its descriptor), not whatever the
-        # path names by the time an error needs one; a compressed file is decompressed again.
-        count_lines = (
-            _pread_counter(raw.fileno()) if codec is None else _newline_counter(lambda: _file_stream(path, codec))
-        )
-        source = _open_stream(label, _Prefixed(raw), fmt, size, count_lines, lambda: _file_stream(path, codec))
-        source.compressed = codec is not None
-        return source
+        if fs.is_uri(given):
+            file: _File = _StoreFile.of(label, given)
+        else:
+            path = Path(given)
+            if path.is_dir():
+                raise InputError(f"{label}: is a directory; pass the files in it")
+            if not path.is_file():  # a FIFO, /dev/stdin, <(process substitution): read once, as a stream
+                return _open_unseekable(label, open(path, "rb", buffering=0), input_format)
+            file = _LocalFile(path.as_posix(), path.stat().st_size, path)
+        return _with_partitions(_open_file(label, file, input_format), fs.hive_partitions(file.name))
     except FileNotFoundError as exc:
         raise InputError(f"{label}: no such file") from exc
     except PermissionError as exc:
         raise InputError(f"{label}: permission denied") from exc
     except IsADirectoryError as exc:
         raise InputError(f"{label}: is a directory") from exc
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError, EOFError) as exc:
+    except _READ_ERRORS + fs.client_errors() as exc:
         raise InputError(f"{label}: {_describe(exc)}") from exc
+
+
+class _File(Protocol):
+    """A regular file, local or in a store: opened for random access (Parquet, IPC, the first bytes)
+    or as a stream of its bytes, decompressed where `codec` says. Its `name` is its path with /
+    between names: the extension tells the format, the directories Hive-style partitions."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def size(self) -> int | None: ...
+
+    def random_access(self) -> pa.NativeFile: ...
+
+    def stream(self, codec: str | None) -> Any: ...
+
+    def line_counter(self, raw: Any, codec: str | None) -> Callable[[int], int | None]: ...
+
+
+@dataclass(frozen=True)
+class _LocalFile:
+    name: str
+    size: int
+    path: Path
+
+    def random_access(self) -> pa.NativeFile:
+        return pa.OSFile(str(self.path))
+
+    def stream(self, codec: str | None) -> Any:
+        """The bytes, decompressed in C++ (no Python in between) where `codec` says so."""
+        if codec is None:
+            return open(self.path, "rb", buffering=0)  # unbuffered: readinto goes straight into our blocks
+        return pa.CompressedInputStream(pa.OSFile(str(self.path)), codec)
+
+    def line_counter(self, raw: Any, codec: str | None) -> Callable[[int], int | None]:
+        # Line numbers are counted in the very file being read (its descriptor), not whatever the
+        # path names by the time an error needs one; a compressed file is decompressed again.
+        return _pread_counter(raw.fileno()) if codec is None else _newline_counter(lambda: self.stream(codec))
+
+
+@dataclass(frozen=True)
+class _StoreFile:
+    name: str
+    size: int | None
+    filesystem: Any  # a pyarrow.fs.FileSystem
+
+    @staticmethod
+    def of(label: str, uri: str) -> _StoreFile:
+        """The object `uri` names (its filesystem kept per store: a bucket's files share connections)."""
+        import pyarrow.fs as pafs
+
+        filesystem, path = fs.resolve(uri)
+        info = fs.stat(filesystem, path)
+        if info.type == pafs.FileType.NotFound:
+            raise InputError(f"{label}: no such file")
+        if info.type == pafs.FileType.Directory:
+            raise InputError(f"{label}: is a directory; pass the files in it")
+        return _StoreFile(path, info.size, filesystem)
+
+    def random_access(self) -> pa.NativeFile:
+        return self.filesystem.open_input_file(self.name)
+
+    def stream(self, codec: str | None) -> Any:
+        if codec is None:  # read in our blocks, a request each
+            return self.filesystem.open_input_stream(self.name, compression=None)
+        # A codec asks for 64 KiB at a time: read ahead in blocks, not a request per 64 KiB.
+        raw = self.filesystem.open_input_stream(self.name, compression=None, buffer_size=BLOCK_BYTES)
+        return pa.CompressedInputStream(raw, codec)
+
+    def line_counter(self, raw: Any, codec: str | None) -> Callable[[int], int | None]:
+        return _newline_counter(lambda: self.stream(codec))
+
+
+def _open_file(label: str, file: _File, input_format: str | None) -> Source:
+    """A regular file: its format from the extension (or the first bytes), its compression from the first bytes."""
+    if file.size == 0:
+        raise InputError(f"{label}: the file is empty")
+    fmt = input_format or EXTENSIONS.get(_strip_compression(PurePosixPath(file.name)).suffix.lower())
+    with file.random_access() as probe:
+        head = probe.read(8)
+    if input_format is None and _sniff_format(head) in ("parquet", "ipc"):
+        fmt = _sniff_format(head)  # Parquet or Arrow bytes under a text name: the bytes win
+    codec = _compression(head)
+    if fmt in ("parquet", "ipc") and codec is None:
+        return _open_random_access(label, file.random_access(), fmt, file.size)
+    raw = file.stream(codec)
+    source = _open_stream(
+        label, _Prefixed(raw), fmt, file.size, file.line_counter(raw, codec), lambda: file.stream(codec)
+    )
+    source.compressed = codec is not None
+    return source
+
+
+def _with_partitions(source: Source, partitions: dict[str, str | None]) -> Source:
+    """`source` with a constant text column per Hive-style `key=value/` directory above it, unless the
+    file has a column of that name itself (then the file's is read)."""
+    extra = {key: value for key, value in partitions.items() if key not in source.columns}
+    if not extra:
+        return source
+    read = source.stream_batches
+
+    def batches(columns: list[str], text: set[str], chunk_rows: int, groups: range | None) -> Iterator[pa.RecordBatch]:
+        for batch in read([name for name in columns if name not in extra], text, chunk_rows, groups):
+            fields = [pa.field(name, pa.string()) if name in extra else batch.schema.field(name) for name in columns]
+            arrays = [
+                pa.repeat(pa.scalar(extra[name], pa.string()), batch.num_rows) if name in extra else batch.column(name)
+                for name in columns
+            ]
+            yield pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+    source.columns = [*source.columns, *extra]
+    source.types = {**source.types, **dict.fromkeys(extra, "string")}
+    source.stream_batches = batches
+    return source
 
 
 def open_lazily(spec: str, input_format: str | None = None) -> Source:
@@ -252,7 +359,7 @@ def open_lazily(spec: str, input_format: str | None = None) -> Source:
     opened anew while its batches are read, so thousands of inputs never hold more than one
     descriptor each at a time. A stream (standard input, a FIFO) can be read once: it stays open."""
     probe = open_source(spec, input_format)
-    if spec == "-" or not Path(spec).is_file():
+    if spec == "-" or not (fs.is_uri(spec) or Path(spec).is_file()):
         return probe
     probe.close()
     current: list[Source] = []
@@ -292,23 +399,45 @@ def open_lazily(spec: str, input_format: str | None = None) -> Source:
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[str]:
-    """Paths as given; a directory becomes its data files, a glob pattern its matches (both sorted)."""
+    """Paths and URIs as given; a directory becomes its data files and those of its Hive-style
+    `key=value/` subdirectories, a glob pattern its matches (both sorted), on a store as on disk."""
     files: list[str] = []
     for spec in inputs:
-        path = Path(spec)
-        if spec != "-" and path.is_dir():
-            found = sorted(str(p) for p in path.iterdir() if p.is_file() and _is_data_file(p))
-            if not found:
-                raise InputError(f"{spec}: no data files in this directory (known endings: {', '.join(EXTENSIONS)})")
-            files += found
-        elif spec != "-" and not path.exists() and any(char in spec for char in "*?["):
-            found = sorted({p for p in _glob(spec) if Path(p).is_file()})
-            if not found:
-                raise InputError(f"{spec}: no files match this pattern")
-            files += found
-        else:
+        try:
+            expanded = fs.expand(spec, _is_data_file) if fs.is_uri(spec) else _expand_local(spec)
+        except (pa.ArrowInvalid, OSError) + fs.client_errors() as exc:  # a directory or a store not to be listed
+            raise InputError(f"{fs.redact(spec)}: {_describe(exc)}") from exc
+        if expanded is None:
             files.append(spec)
+            continue
+        kind, found = expanded
+        if not found and kind == "directory":
+            raise InputError(
+                f"{fs.redact(spec)}: no data files in this directory (known endings: {', '.join(EXTENSIONS)})"
+            )
+        if not found:
+            raise InputError(f"{fs.redact(spec)}: no files match this pattern")
+        files += found
     return files
+
+
+def _expand_local(spec: str) -> tuple[str, list[str]] | None:
+    """fs.expand for a local path."""
+    path = Path(spec)
+    if spec != "-" and path.is_dir():
+        return "directory", sorted(_dataset_files(path))
+    if spec != "-" and not path.exists() and any(char in spec for char in "*?["):
+        return "pattern", sorted({p for p in _glob(spec) if Path(p).is_file()})
+    return None
+
+
+def _dataset_files(directory: Path) -> Iterator[str]:
+    """The data files in a directory and in its `key=value` subdirectories (not links to them: no cycles)."""
+    for entry in directory.iterdir():
+        if fs.is_partition(entry.name) and entry.is_dir() and not entry.is_symlink():
+            yield from _dataset_files(entry)
+        elif entry.is_file() and _is_data_file(entry.name):
+            yield str(entry)
 
 
 def _glob(pattern: str) -> Iterator[str]:
@@ -350,8 +479,8 @@ def _matches(base: str, parts: list[str]) -> Iterator[str]:
             yield from _matches(os.path.join(base, entry.name), rest)
 
 
-def _is_data_file(path: Path) -> bool:
-    return _strip_compression(path).suffix.lower() in EXTENSIONS and not path.name.startswith(".")
+def _is_data_file(name: str) -> bool:
+    return _strip_compression(PurePosixPath(name)).suffix.lower() in EXTENSIONS and not name.startswith(".")
 
 
 def source_from_table(table: pa.Table, label: str) -> Source:
@@ -364,7 +493,7 @@ def source_from_table(table: pa.Table, label: str) -> Source:
     return Source(label, "table", list(table.column_names), numeric, stream, types=_types_of(table.schema))
 
 
-def _strip_compression(path: Path) -> Path:
+def _strip_compression(path: PurePath) -> PurePath:
     return path.with_suffix("") if path.suffix.lower() in COMPRESSIONS else path
 
 
@@ -419,13 +548,6 @@ def _open_unseekable(label: str, raw: IO[bytes], input_format: str | None) -> So
     if codec:
         stream = _Prefixed(pa.CompressedInputStream(pa.PythonFile(stream, mode="r"), codec))
     return _open_stream(label, stream, input_format, None, count_lines=None)
-
-
-def _file_stream(path: Path, codec: str | None) -> Any:
-    """A file's bytes, decompressed (in C++: no Python in between) where `codec` says so."""
-    if codec is None:
-        return open(path, "rb", buffering=0)  # unbuffered: readinto goes straight into our blocks
-    return pa.CompressedInputStream(pa.OSFile(str(path)), codec)
 
 
 def _open_stream(
@@ -1142,8 +1264,12 @@ def _shorten(text: str, limit: int = 60) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    """Arrow's message without its C++ source locations, on one line."""
-    text = re.sub(r"\s*(/[^\s:]+\.(cc|h):\d+\s*)+", " ", str(exc)).strip()
+    """Arrow's message without its C++ source locations, on one line; a store's failure as `fs.explain`
+    words it, and never a credential of a URI in it."""
+    explained = fs.explain(exc)
+    if explained is not None:
+        return explained
+    text = fs.redact_text(re.sub(r"\s*(/[^\s:]+\.(cc|h):\d+\s*)+", " ", str(exc)).strip())
     if isinstance(exc, EOFError) or "Truncated" in text:
         return f"the file is truncated or corrupt ({text})"
     return " ".join(text.split()) or type(exc).__name__
