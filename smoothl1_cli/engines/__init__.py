@@ -29,8 +29,10 @@ def evaluate_sources(
     options: Options,
     sink: RowSink | None = None,
     labels: tuple[str, str | None] | None = None,
+    per_row_dir: str | None = None,
 ) -> Report:
-    """Plan, reduce every piece on the chosen engine, merge in the tree, report."""
+    """Plan, reduce every piece on the chosen engine, merge in the tree, report. `per_row_dir`
+    (--engine dask only): a directory where the workers write each piece's per-row losses."""
     plan = plan_columns(sources[0], options)
     for source in sources:
         check_source(source, plan)
@@ -44,13 +46,18 @@ def evaluate_sources(
     )
     progress = _progress_of(sources)
     if options.engine == "dask":
-        from smoothl1_cli.engines.dask import reduce_on_dask
+        from smoothl1_cli.engines.dask import per_row_parts, reduce_on_dask
 
-        states = reduce_on_dask(job, sources, sink, progress)
-    else:
-        from smoothl1_cli.engines.local import reduce_locally
+        with per_row_parts(per_row_dir, job) as parts:  # the part files stay only if the report is made
+            return _finished(job, reduce_on_dask(job, sources, sink, progress, parts))
+    if per_row_dir is not None:
+        raise InputError(f"--per-row {per_row_dir}: a directory of per-row parts needs --engine dask")
+    from smoothl1_cli.engines.local import reduce_locally
 
-        states = reduce_locally(job, sources, sink, progress)
+    return _finished(job, reduce_locally(job, sources, sink, progress))
+
+
+def _finished(job: Job, states: Sequence[RunState]) -> Report:
     with np.errstate(all="ignore"):  # merged sums may overflow to inf: the report's warnings say so
         return merge_tree(states).finish(list(zip(job.inputs, job.formats, strict=True)))
 
