@@ -467,3 +467,20 @@ def test_what_cannot_be_shipped_is_refused_before_connecting(
     assert result.exit_code == 2, result.stderr
     assert message in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_an_input_a_worker_cannot_see_is_named_with_the_worker(observer: Any, data: Path, tmp_path: Path) -> None:
+    """Workers read their inputs themselves: one they do not see is an answer naming it and the worker."""
+    sources = api.open_all([str(data / "pq" / "part0.parquet")], None)
+    settings = Options(target=("y",))
+    job = plan.Job(
+        settings, plan.plan_columns(sources[0], settings), ("gone/part0.parquet",), ("parquet",),
+        plan.cut_pieces(sources),
+    )  # fmt: skip
+    task = observer.submit(dask_engine._reduce_task, job.pieces[0], 0, job=job, cwd=str(tmp_path), parts=None)
+    answer = task.result(timeout=DEADLINE_S)
+    worker = next(iter(observer.who_has(task)[task.key]))
+    assert answer == dask_engine.TaskError(
+        f"gone/part0.parquet: no such file on the Dask worker at {worker}; workers read the inputs themselves, "
+        "so they must see the same files at the same paths (a shared filesystem, or a URI such as s3://)"
+    )
