@@ -484,3 +484,9 @@ def test_an_input_a_worker_cannot_see_is_named_with_the_worker(observer: Any, da
         f"gone/part0.parquet: no such file on the Dask worker at {worker}; workers read the inputs themselves, "
         "so they must see the same files at the same paths (a shared filesystem, or a URI such as s3://)"
     )
+
+
+def test_data_in_memory_is_refused(data: Path) -> None:
+    frame = pq.read_table(data / "pq" / "part0.parquet").to_pandas()
+    with pytest.raises(InputError, match="<DataFrame> is data in memory, and Dask workers read their pieces"):
+        api.evaluate(frame, "y", engine="dask", scheduler="tcp://127.0.0.1:9")  # refused before connecting

@@ -332,6 +332,11 @@ def _check_shippable(job: Job, sources: Sequence[Source], sink: RowSink | None) 
     """What a worker cannot read again (a stream, data in memory, labels matched row by row), or
     write to this process (a per-row file), is refused before anything starts."""
     for source in sources:
+        if source.format == "table":
+            raise InputError(
+                f"--engine dask: {source.label} is data in memory, and Dask workers read their pieces themselves "
+                "from files; write it to Parquet and evaluate that (or use the local engine)"
+            )
         if not source.reopenable:
             what = "standard input" if source.label in ("-", "<stdin>") else source.label
             raise InputError(
