@@ -9,6 +9,7 @@ at, Dask missing, workers of another version, a corrupt file and a bad value.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import importlib.metadata
 import json
@@ -490,3 +491,12 @@ def test_data_in_memory_is_refused(data: Path) -> None:
     frame = pq.read_table(data / "pq" / "part0.parquet").to_pandas()
     with pytest.raises(InputError, match="<DataFrame> is data in memory, and Dask workers read their pieces"):
         api.evaluate(frame, "y", engine="dask", scheduler="tcp://127.0.0.1:9")  # refused before connecting
+
+
+def test_from_inside_an_event_loop(cluster: Any, data: Path) -> None:
+    """The API called where an event loop runs already (a notebook cell)."""
+
+    async def cell() -> dict[str, Any]:
+        return api.evaluate(str(data / "pq"), "y", engine="dask", scheduler=cluster.scheduler_address).to_dict()
+
+    assert asyncio.run(cell()) == {**api.evaluate(str(data / "pq"), "y").to_dict(), "engine": "dask"}

@@ -24,7 +24,7 @@ import tempfile
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -455,8 +455,9 @@ def _knock(address: str, distributed: Any) -> None:
         finally:
             comm.abort()
 
-    try:
-        identity = asyncio.run(asyncio.wait_for(identify(), CONNECT_TIMEOUT_S))
+    try:  # on a thread of its own: the caller may be inside an event loop already (a notebook)
+        with ThreadPoolExecutor(1) as thread:
+            identity = thread.submit(asyncio.run, asyncio.wait_for(identify(), CONNECT_TIMEOUT_S)).result()
     except (OSError, TimeoutError, ValueError):
         raise
     except Exception as exc:  # garbage read as a message: a huge length, bytes that do not unpack
