@@ -232,10 +232,13 @@ def run(sources: list[Any], settings: Options) -> Report:
             stack.callback(label_source.close)
             sources = with_labels(sources, label_source, settings.target, on)
         sink = None
-        if per_row is not None:
+        if per_row is not None and settings.engine != "dask":  # (Dask's workers write a directory of parts)
             parquet = per_row.lower().endswith((".parquet", ".pq"))
             if not (parquet or per_row.lower().endswith(".csv") or per_row == "-"):
-                raise InputError(f"--per-row {per_row}: name a .csv or .parquet file, or - for stdout")
+                raise InputError(
+                    f"--per-row {per_row}: name a .csv or .parquet file, or - for stdout "
+                    "(a directory of Parquet parts, one per piece, is for --engine dask)"
+                )
             plan = plan_columns(sources[0], settings)
             out = sys.stdout.buffer if per_row == "-" else stack.enter_context(atomic_output(per_row, "--per-row"))
             sink = (ParquetRowSink if parquet else CsvRowSink)(out, plan.id, plan.pairs)

@@ -29,7 +29,8 @@ def evaluate_sources(
     options: Options,
     sink: RowSink | None = None,
 ) -> Report:
-    """Plan, reduce every piece on the chosen engine, merge in the tree, report."""
+    """Plan, reduce every piece on the chosen engine, merge in the tree, report. With --engine dask,
+    --per-row names a directory where the workers write each piece's per-row losses."""
     plan = plan_columns(sources[0], options)
     for source in sources:
         check_source(source, plan)
@@ -42,13 +43,16 @@ def evaluate_sources(
     )
     progress = _progress_of(sources)
     if options.engine == "dask":
-        from smoothl1_cli.engines.dask import reduce_on_dask
+        from smoothl1_cli.engines.dask import per_row_parts, reduce_on_dask
 
-        states = reduce_on_dask(job, sources, sink, progress)
-    else:
-        from smoothl1_cli.engines.local import reduce_locally
+        with per_row_parts(options.per_row, job) as parts:  # the part files stay only if the report is made
+            return _finished(job, reduce_on_dask(job, sources, progress, parts))
+    from smoothl1_cli.engines.local import reduce_locally
 
-        states = reduce_locally(job, sources, sink, progress)
+    return _finished(job, reduce_locally(job, sources, sink, progress))
+
+
+def _finished(job: Job, states: Sequence[RunState]) -> Report:
     with np.errstate(all="ignore"):  # merged sums may overflow to inf: the report's warnings say so
         return merge_tree(states).finish(list(zip(job.inputs, job.formats, strict=True)))
 
