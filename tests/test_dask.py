@@ -39,6 +39,7 @@ from smoothl1_cli.options import Options
 from tests.conftest import invoke, run_command
 
 distributed = pytest.importorskip("distributed")
+pytestmark = pytest.mark.xdist_group("dask")  # one worker runs these: one module cluster, not one per worker
 
 DEADLINE_S = 60  # a safety net for waits on something observable, never a pause
 
