@@ -112,8 +112,16 @@ def to_float64(array: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
     import pyarrow.compute as pc
 
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        array = pc.utf8_trim_whitespace(array)  # ' 7' is 7, as Arrow's CSV reader reads numbers
+        array = _trim_blanks(array)
     return to_float64(pc.cast(array, pa.float64(), safe=False))
+
+
+def _trim_blanks(text: pa.Array) -> pa.Array:
+    """Text without the spaces and tabs around it: ' 7' is 7, as Arrow's CSV reader reads numbers (which
+    trims only those: a no-break space before a digit is no number to it, so it is none here either)."""
+    import pyarrow.compute as pc
+
+    return pc.utf8_trim(text, characters=" \t")
 
 
 ROUNDED_INTEGERS = b"smoothl1:integers beyond 2**53"  # field metadata: text held such integers
@@ -1076,11 +1084,11 @@ def _locate_csv_error(
 
 
 def first_unparsable(column: pa.ChunkedArray) -> int | None:
-    """The index of the first value that Arrow cannot read as float64 (spaces around a number allowed,
-    as Arrow's CSV reader and `to_float64` allow them), by bisection over prefixes."""
+    """The index of the first value that Arrow cannot read as float64 (spaces and tabs around a number
+    allowed, as Arrow's CSV reader and `to_float64` allow them), by bisection over prefixes."""
     import pyarrow.compute as pc
 
-    values = pc.utf8_trim_whitespace(column.combine_chunks())
+    values = _trim_blanks(column.combine_chunks())
 
     def parses(length: int) -> bool:
         try:

@@ -429,6 +429,9 @@ def check_delimited(data: bytes, suffix: str, target: str, pred: str, block: int
 @example((b"\xef\xbb\xbfy\tpred\r\n-0\t+4.9e-324\r\n", ".tsv", "y", "pred", 7))
 @example((b"y,pred,note\n1,2," + b"L" * 140_000 + b"\n0,x,1\n", ".csv", "y", "pred", None))  # corpus/long_field_*
 @example((b'a,b,c,y,pred\nx,0",,0.0,0.0\n,,"\n",0.0,0.0\n', ".csv", "y", "pred", None))  # corpus/stray_quote_*
+@example(
+    (b" spaced ,0,y,pred,target,a b\n0.0,\xc2\xa01,,,,\n", ".csv", "spaced", "0", None)
+)  # no-break space: no number
 def test_delimited_text_is_read_right_or_refused_cleanly(document) -> None:
     check_delimited(*document)
 
