@@ -310,6 +310,18 @@ def test_a_local_cluster_of_its_own(smoothl1_command: list[str], data: Path) -> 
     assert without_engine(done.stdout.decode(), "dask") == expected
 
 
+def test_a_script_without_a_main_guard_starts_a_cluster_of_its_own(data: Path, tmp_path: Path) -> None:
+    """Dask's worker processes start without the calling script, as the local pool's do."""
+    script = tmp_path / "on_dask.py"
+    script.write_text(
+        "from smoothl1_cli import evaluate\n"
+        f"print(evaluate({str(data / 'pq')!r}, 'y', engine='dask', workers=1).results[0].value)\n"
+    )
+    done = subprocess.run([sys.executable, script], env=command_env(), capture_output=True, timeout=DEADLINE_S)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode() == f"{api.evaluate(data / 'pq', 'y').results[0].value!r}\n"
+
+
 # --- workers that die ---------------------------------------------------------------------------------
 
 

@@ -99,7 +99,7 @@ def _setup(settings: dict[str, Any], chunk_rows: int) -> tuple[Plan, Options]:
     bad=st.sampled_from([0.0, 0.1]),
 )
 @example(rows=1, seed=0, which=2, chunk_rows=1, cuts=[0.0, 1.0], bad=0.0)  # empty pieces at both ends
-@settings(deadline=None, max_examples=max(40, settings.default.max_examples // 2))  # 2,500 under --profile long
+@settings(deadline=None, max_examples=max(40, settings.default.max_examples // 2))  # 2,500 with HYPOTHESIS_PROFILE=long
 def test_any_partition_into_pieces_gives_the_report_of_one_piece(rows, seed, which, chunk_rows, cuts, bad):
     if OPTIONS[which].get("nan_policy") is None:
         bad = 0.0

@@ -6,7 +6,10 @@ cluster (dask.py).
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -174,6 +177,20 @@ def _label_column(column: pa.Array, label: str, name: str, role: str) -> pa.Arra
     if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
         return column.cast(pa.string())
     return column
+
+
+@contextmanager
+def script_not_rerun() -> Iterator[None]:
+    """Worker processes started inside start without the caller's script. multiprocessing (and so
+    Dask's local cluster) would run a `__main__` that has a file again in each worker, where a script
+    calling `evaluate` with no `if __name__ == "__main__":` guard would fail; a piece needs nothing
+    from it, only smoothl1 and the pickled job."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 def _progress_of(sources: Sequence[Source]) -> Progress:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from smoothl1_cli.engines import Progress, count_rows, reduce_piece
+from smoothl1_cli.engines import Progress, count_rows, reduce_piece, script_not_rerun
 from smoothl1_cli.errors import InputError
 from smoothl1_cli.plan import Job, Piece
 from smoothl1_cli.readers import Source
@@ -462,15 +462,16 @@ def _knock(address: str, distributed: Any) -> None:
 @contextlib.contextmanager
 def _local_cluster(distributed: Any, workers: int) -> Iterator[Any]:
     try:
-        cluster = distributed.LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,  # a piece's reduction holds the GIL: processes, not threads, run pieces at once
-            processes=True,
-            host="127.0.0.1",  # nothing outside this machine can reach it
-            dashboard_address=None,
-            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP routes (no dashboard): any free port
-            silence_logs=logging.CRITICAL,
-        )
+        with script_not_rerun():  # its workers start now (one Dask restarts later would run the script)
+            cluster = distributed.LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,  # a piece's reduction holds the GIL: processes, not threads, run pieces at once
+                processes=True,
+                host="127.0.0.1",  # nothing outside this machine can reach it
+                dashboard_address=None,
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP routes (no dashboard): any free port
+                silence_logs=logging.CRITICAL,
+            )
     except (OSError, TimeoutError) as exc:
         raise InputError(f"cannot start a local Dask cluster: {_first_line(exc)}") from None
     try:

@@ -11,14 +11,11 @@ from __future__ import annotations
 import functools
 import os
 import signal
-import sys
-import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 
-from smoothl1_cli.engines import Progress, count_rows, reduce_piece
+from smoothl1_cli.engines import Progress, count_rows, reduce_piece, script_not_rerun
 from smoothl1_cli.errors import InputError
 from smoothl1_cli.plan import Job, Piece
 from smoothl1_cli.readers import Source
@@ -60,7 +57,7 @@ def _in_pool(job: Job, workers: int, progress: Progress) -> list[RunState]:
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
     try:
         first_rows = job.first_rows()
-        with _script_not_rerun():
+        with script_not_rerun():
             if job.options.ci is not None and None in first_rows:
                 # The bootstrap weighs each row by its global number, which no footer gives for text: count first.
                 counts = list(pool.map(count_rows, job.pieces, [job] * len(job.pieces)))
@@ -82,19 +79,6 @@ def _in_pool(job: Job, workers: int, progress: Progress) -> list[RunState]:
         raise
     pool.shutdown()
     return states
-
-
-@contextmanager
-def _script_not_rerun() -> Iterator[None]:
-    """Workers start without the caller's script: multiprocessing would run a `__main__` that has a file
-    again in each worker (a script calling `evaluate` with no `if __name__ == "__main__":` guard would
-    fail there), and a piece needs nothing from it, only smoothl1 and the pickled job."""
-    main = sys.modules["__main__"]
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = main
 
 
 def _told(progress: Progress, piece: Piece, future: Future[RunState]) -> None:
