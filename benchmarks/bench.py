@@ -276,10 +276,18 @@ def harness_hwm_mb() -> float:
 
 
 def warm_page_cache(path: Path) -> None:
+    """Read the file (or every file under the directory) once, so that every contender finds it cached."""
     buffer = bytearray(1 << 20)  # small and reused: this process's peak RSS is every child's floor
-    with open(path, "rb", buffering=0) as f:
-        while f.readinto(buffer):
-            pass
+    for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+        if file.is_file():
+            with open(file, "rb", buffering=0) as f:
+                while f.readinto(buffer):
+                    pass
+
+
+def size_of(path: Path) -> int:
+    """Bytes of the file, or of every file under the directory."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
 
 
 def same(value: float, reference: float) -> bool:
@@ -339,7 +347,7 @@ class Trial:
             "path": str(self.path),
             "format": self.fmt,
             "rows": self.rows,
-            "bytes": self.path.stat().st_size,
+            "bytes": size_of(self.path),
             "commands": {c.key: shlex.join(c.argv(str(self.path))) for c in self.contenders},
             "runs": {k: [vars(r) for r in v] for k, v in self.runs.items()},
         }
@@ -578,7 +586,7 @@ def machine() -> dict[str, str]:
     info["OS"] = f"{platform.system()} {platform.release()} ({platform.machine()})"
     info["Python"] = platform.python_version()
     versions = []
-    for mod in ("smoothl1_cli", "numpy", "pyarrow", "pandas", "click", "duckdb", "polars", "torch"):
+    for mod in ("smoothl1_cli", "numpy", "pyarrow", "pandas", "click", "duckdb", "polars", "torch", "distributed"):
         out = subprocess.run([PY, "-c", f"import {mod}; print({mod}.__version__)"], capture_output=True, text=True)
         name = "smoothl1" if mod == "smoothl1_cli" else mod
         versions.append(f"{name} {out.stdout.strip() or '?'}")
@@ -674,11 +682,12 @@ DEFAULT_INTRO = """# Benchmarks
 """
 
 
-def write_markdown(section: str) -> None:
+def write_markdown(section: str, begin: str = BEGIN, end: str = END) -> None:
+    """Put `section` (which starts with `begin` and ends with `end`) in place of the old one, or at the end."""
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else DEFAULT_INTRO
-    if BEGIN in text and END in text:
-        before, rest = text.split(BEGIN, 1)
-        after = rest.split(END, 1)[1]
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        after = rest.split(end, 1)[1]
         text = before + section.rstrip("\n") + after
     else:
         text = text.rstrip("\n") + "\n\n" + section

@@ -1,6 +1,7 @@
 """Seeded benchmark data: id (int), y (float), pred (float) in CSV, Parquet, .csv.gz and .csv.zst.
 
     python benchmarks/generate.py 5000000 [--out benchmarks/data] [--formats csv,parquet,gz,zst]
+    python benchmarks/generate.py --files 200 50000  # a directory of 200 Parquet files of 50,000 rows
 
 Files are cached by row count (`data/rows_5000000.csv`, ...) with a sidecar stamp; a file is made
 again only when it is missing or the generator's parameters changed. The data is a pure function
@@ -102,6 +103,45 @@ def write_parquet(rows: int, path: Path) -> None:
     _commit(tmp, path, _stamp(rows, "parquet"))
 
 
+def dir_for(files: int, rows: int, out: Path = DATA_DIR) -> Path:
+    return out / f"parquet_{files}x{rows}"
+
+
+def write_parquet_dir(files: int, rows: int, path: Path) -> None:
+    """The first files * rows rows of the same seeded stream, cut into `files` Parquet files of `rows`
+    rows each (part-00000.parquet, ...; one row group each), written into a fresh directory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    pending: list[pa.Table] = []
+    buffered = written = 0
+    for table in blocks(files * rows):
+        pending.append(table)
+        buffered += table.num_rows
+        while buffered >= rows:
+            joined = pa.concat_tables(pending)
+            pq.write_table(joined.slice(0, rows), tmp / f"part-{written:05d}.parquet")
+            written += 1
+            pending, buffered = [joined.slice(rows)], buffered - rows
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.replace(path)
+    stamp = path.with_name(path.name + ".stamp.json")
+    stamp.write_text(json.dumps(_stamp(files * rows, f"parquet x{files}")))
+
+
+def generate_dir(files: int, rows: int, out: Path = DATA_DIR, log=print) -> Path:
+    """Make (or reuse) the directory of `files` Parquet files of `rows` rows; returns its path."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = dir_for(files, rows, out)
+    if not _fresh(path, _stamp(files * rows, f"parquet x{files}")):
+        log(f"generating {path.name}/")
+        write_parquet_dir(files, rows, path)
+    return path
+
+
 def write_gz(csv_path: Path, rows: int, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(csv_path, "rb") as src, open(tmp, "wb") as dst:
@@ -151,7 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("rows", type=lambda s: int(float(s)), nargs="+", help="row counts (1e6 or 1000000)")
     parser.add_argument("--out", type=Path, default=DATA_DIR)
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated subset of csv,parquet,gz,zst")
+    parser.add_argument("--files", type=int, help="a directory of this many Parquet files of ROWS rows each instead")
     args = parser.parse_args(argv)
+    if args.files is not None:
+        for rows in args.rows:
+            print(f"parquet-dir\t{generate_dir(args.files, rows, args.out, log=lambda m: print(m, file=sys.stderr))}")
+        return 0
     formats = tuple(f for f in args.formats.split(",") if f)
     unknown = set(formats) - set(FORMATS)
     if unknown:

@@ -4,6 +4,7 @@
 # seeded data under benchmarks/data/, runs every contender and writes the tables into BENCHMARKS.md.
 #
 #   bash benchmarks/run.sh [--rows 1000000,5000000] [--rounds 3] [--scaling] [--with-1e8] [--no-write]
+#   bash benchmarks/run.sh engines [--rounds 5] [--compare NAME=OTHER/smoothl1] [--no-write]   (engines.py)
 #
 # `bash benchmarks/run.sh --help` lists every option.
 set -euo pipefail
@@ -22,4 +23,9 @@ fi
 # import hook to every start-up), reinstalled on every run so it is the code being measured.
 "$venv/bin/pip" install -q --no-deps --force-reinstall "$here/.."
 cd "$here/.."
-exec "$venv/bin/python" "$here/bench.py" "$@"
+script=bench.py
+if [ "${1:-}" = engines ]; then  # bash benchmarks/run.sh engines [...]: the targets of engines.py
+    script=engines.py
+    shift
+fi
+exec "$venv/bin/python" "$here/$script" "$@"

@@ -53,7 +53,7 @@ def _blend(d: Array, beta: float, divide: bool, linear_scale: float, xp: Namespa
     else:
         quad = clipped * 0.5
         quad *= clipped  # (0.5 * z) * z, PyTorch's order
-        if divide:
+        if divide and beta != 1.0:  # (x / 1 is x, exactly: the default beta needs no division)
             quad /= beta  # a division, as PyTorch does, not a multiplication by 1 / beta
     d -= 0.5 * beta
     if linear_scale != 1.0:

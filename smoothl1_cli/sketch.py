@@ -1,28 +1,33 @@
-"""A mergeable quantile sketch with bounded relative error (the DDSketch construction).
+"""A mergeable quantile sketch with bounded relative error (DDSketch, with its log-linear mapping).
 
 Up to `limit` values (EXACT_LIMIT by default; unbounded for --exact-quantiles) are kept as
 they are, and quantiles are then exact: NumPy's linear interpolation, where a weight counts
-as that many copies of the row. Beyond that, values above 0 fall into logarithmic buckets
-(gamma**(k-1), gamma**k]; a bucket's estimate 2 * gamma**k / (gamma + 1) is within ALPHA of
-every value in it. Counts are exact, so merging is order-free, and memory is bounded by the
-range of magnitudes (at most about 150,000 buckets across all of float64), never by the rows.
+as that many copies of the row. Beyond that, values above 0 fall into buckets keyed by their
+binary exponent and the first 7 bits of their mantissa: the float's own bits shifted right, an
+integer that grows with the value, so no logarithm is computed and no value's bucket depends on
+rounding. A bucket spans a factor of at most 1 + 2**-7; its estimate, the harmonic mean of its
+smallest and largest float, is within ALPHA (1/257, 0.39%) of every value in it. Counts are
+exact, so merging is order-free, and memory is bounded by the range of magnitudes (at most
+128 buckets a power of two: about 270,000 across all of float64), never by the rows.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 
-ALPHA = 0.005  # half the promised 1%: leaves room for log() rounding at bucket edges
-GAMMA = (1 + ALPHA) / (1 - ALPHA)
+_MANTISSA_BITS = 7  # buckets per power of two: 2**7
+ALPHA = 1 / (2 ** (_MANTISSA_BITS + 1) + 1)  # (b - a) / (b + a) at b = a * (1 + 2**-7): an estimate's error at most
 EXACT_LIMIT = 4096
-_LOG_GAMMA = math.log(GAMMA)
-_INV_LOG_GAMMA = 1.0 / _LOG_GAMMA
-_LOG_MIDPOINT = math.log(2.0 / (GAMMA + 1.0))  # in logs, so the top bucket of float64 cannot overflow
+_SHIFT = 52 - _MANTISSA_BITS  # a float64's bits >> _SHIFT: its exponent, then its mantissa's first bits
+_NORMAL = 1 << _MANTISSA_BITS  # the key of 2**-1022, the smallest normal float; subnormals' bits are not logarithmic
+_INFINITE = 0x7FF << _MANTISSA_BITS  # the key of inf (and of NaN's bits, or above; a negative sign makes keys < 0)
+_LIFT = 64  # a subnormal x is keyed as x * 2**64 (exact, and normal) is, 64 powers of two lower
+_LIFT_KEYS = _LIFT << _MANTISSA_BITS
 _EMPTY = np.zeros(0)
 
 Floats = np.ndarray[Any, Any]
@@ -86,14 +91,15 @@ class QuantileSketch:
 
     def update(self, values: Floats, weights: Floats | None = None) -> QuantileSketch:
         """Add a chunk of values (>= 0, inf or NaN), each counted with its weight (default 1)."""
+        if self.parts is None:  # bucketed already: the chunk's counts are added, its values never kept
+            return self.merge(_bucketed(self.limit, values, weights))
         nan = np.isnan(values)
         has_nan = bool(nan.any())
         nan_weight = (
             0.0 if not has_nan else float(np.count_nonzero(nan)) if weights is None else float(weights[nan].sum())
         )
         part = (values[~nan], None if weights is None else weights[~nan]) if has_nan else (values, weights)
-        chunk = QuantileSketch(self.limit, [part], 1, int(part[0].size), nan=nan_weight)
-        return self.merge(chunk if self.parts is not None else chunk._bucketed())  # bucketed already: no copies
+        return self.merge(QuantileSketch(self.limit, [part], 1, int(part[0].size), nan=nan_weight))
 
     def merge(self, other: QuantileSketch) -> QuantileSketch:
         """The sketch of both inputs together (exact: values join, counts add)."""
@@ -117,16 +123,7 @@ class QuantileSketch:
     def _bucketed(self) -> QuantileSketch:
         if self.parts is None:
             return self
-        values, weights = self._exact()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            positive = (values > 0) & (values < math.inf)
-            keys = np.ceil(np.log(values[positive]) * _INV_LOG_GAMMA).astype(np.int64)
-        zeros, infinite = _total(values == 0, weights), _total(values == math.inf, weights)
-        if keys.size == 0:
-            return QuantileSketch(self.limit, None, 0, 0, 0, _EMPTY, zeros, infinite, self.nan, _unit(weights))
-        low = int(keys.min())
-        counts = np.bincount(keys - low, weights=None if weights is None else weights[positive]).astype(np.float64)
-        return QuantileSketch(self.limit, None, 0, 0, low, counts, zeros, infinite, self.nan, _unit(weights))
+        return replace(_bucketed(self.limit, *self._exact()), nan=self.nan)  # the exact values hold no NaN
 
     def _exact(self) -> tuple[Floats, Floats | None]:
         parts = (self.parts or [])[: self.used]
@@ -160,7 +157,7 @@ class QuantileSketch:
         index = int(np.searchsorted(cumulative, rank, side="right"))
         if index >= self.counts.size:
             return math.inf
-        return math.exp((self.offset + index) * _LOG_GAMMA + _LOG_MIDPOINT)  # 2 * GAMMA**k / (GAMMA + 1)
+        return float(_estimates(np.array([self.offset + index]))[0])
 
     def histogram(self, bins: int = 8) -> list[tuple[float, float, float]]:
         """(low, high, weight) rows: zeros as (0, 0, n), then log-spaced bins over the positive values."""
@@ -174,7 +171,7 @@ class QuantileSketch:
             )  # fmt: skip
         else:
             used = np.flatnonzero(self.counts)
-            values = np.exp((self.offset + used) * _LOG_GAMMA + _LOG_MIDPOINT)
+            values = _estimates(self.offset + used)
             weights, zeros, infinite = self.counts[used], self.zeros, self.infinite
         rows = [(0.0, 0.0, zeros)] if zeros else []
         if values.size:
@@ -199,9 +196,55 @@ class QuantileSketch:
             values, weights = self._exact()
             return values, np.ones(values.size) if weights is None else weights
         used = np.flatnonzero(self.counts)
-        estimates = np.exp((self.offset + used) * _LOG_GAMMA + _LOG_MIDPOINT)
-        values = np.concatenate(([0.0], estimates, [math.inf]))
+        values = np.concatenate(([0.0], _estimates(self.offset + used), [math.inf]))
         return values, np.concatenate(([self.zeros], self.counts[used], [self.infinite]))
+
+
+def _bucketed(limit: float, values: Floats, weights: Floats | None) -> QuantileSketch:
+    """The bucketed sketch of a chunk of values (>= 0, inf or NaN) and their weights (None: all 1)."""
+    values = np.asarray(values, dtype=np.float64)  # (its bits are read as a float64's)
+    unit = _unit(weights)
+    keys = values.view(np.int64) >> _SHIFT
+    low = int(keys.min()) if keys.size else 0
+    if low >= _NORMAL and int(keys.max()) < _INFINITE:
+        # The common case, a shift and a count: every value is positive, normal and finite (0, a subnormal,
+        # inf, NaN and a negative sign all fail a bound), so each value's bits are its key.
+        keys -= low
+        return QuantileSketch(limit, None, 0, 0, low, _counted(keys, weights), unit=unit)
+    zeros, infinite, nan = values == 0, values == math.inf, np.isnan(values)
+    positive = (values > 0) & ~infinite
+    keys = _keys(values[positive])
+    low = int(keys.min()) if keys.size else 0
+    counts = _counted(keys - low, None if weights is None else weights[positive])
+    totals = [_total(mask, weights) for mask in (zeros, infinite, nan)]
+    return QuantileSketch(limit, None, 0, 0, low, counts, totals[0], totals[1], totals[2], unit)
+
+
+def _keys(values: Floats) -> np.ndarray[Any, Any]:
+    """The bucket key of each value (positive and finite): its bits shifted right, and a subnormal's as
+    its normal x * 2**64 has it, 64 powers of two lower, so that keys stay logarithmic below 2**-1022."""
+    keys = values.view(np.int64) >> _SHIFT
+    if keys.size and int(keys.min()) < _NORMAL:
+        subnormal = keys < _NORMAL
+        keys[subnormal] = (np.ldexp(values[subnormal], _LIFT).view(np.int64) >> _SHIFT) - _LIFT_KEYS
+    return keys
+
+
+def _counted(offsets: np.ndarray[Any, Any], weights: Floats | None) -> Floats:
+    """The weight (or the number) of keys at each offset from the lowest one (0)."""
+    return np.bincount(offsets, weights).astype(np.float64, copy=False) if offsets.size else _EMPTY
+
+
+def _estimates(keys: np.ndarray[Any, Any]) -> Floats:
+    """Each bucket's estimate: the harmonic mean 2ab / (a + b) of its smallest and largest float a and b,
+    within (b - a) / (b + a) <= ALPHA of both (and so of every value between them)."""
+    subnormal = keys < _NORMAL
+    lifted = np.where(subnormal, keys + _LIFT_KEYS, keys)
+    low, high = (lifted << _SHIFT).view(np.float64), (((lifted + 1) << _SHIFT) - 1).view(np.float64)
+    if subnormal.any():  # a subnormal bucket's floats: the multiples of 2**-1074 between its lifted ends / 2**64
+        low[subnormal] = np.ldexp(np.ceil(np.ldexp(low[subnormal], 1074 - _LIFT)), -1074)
+        high[subnormal] = np.ldexp(np.floor(np.ldexp(high[subnormal], 1074 - _LIFT)), -1074)
+    return low / ((1 + low / high) / 2)  # 2ab / (a + b), without overflowing at the top of float64
 
 
 def _exact_quantiles(values: Floats, weights: Floats | None, qs: Sequence[float]) -> list[float]:

@@ -43,6 +43,12 @@ def _any(flags: Any) -> bool:
 
 def _two_sum(a: Real, b: Real) -> tuple[Real, Real]:
     """a + b, and what rounding lost (Knuth); an infinite or NaN sum loses nothing we can keep."""
+    if type(a) is float and type(b) is float:  # one result's sums: the same IEEE arithmetic, without NumPy's calls
+        s = a + b
+        if not math.isfinite(s):
+            return s, 0.0
+        b_part = s - a
+        return s, (a - (s - b_part)) + (b - b_part)
     with np.errstate(invalid="ignore", over="ignore"):
         s = a + b
         b_part = s - a
@@ -74,8 +80,12 @@ def _larger_exponent(exponent_a: Any, a: Real, exponent_b: Any, b: Real) -> Any:
 
 
 def _terms(values: FloatArray, weights: FloatArray | None, square: bool) -> FloatArray:
-    terms = np.square(values) if square else values
-    return terms if weights is None else terms * weights
+    if not square:
+        return values if weights is None else values * weights
+    terms = np.square(values)
+    if weights is not None:
+        terms *= weights  # in the squares' own array: one temporary, not two
+    return terms
 
 
 class AllRows:
@@ -92,6 +102,14 @@ class AllRows:
 
     def min(self, values: FloatArray) -> float:
         return float(values.min()) if values.size else math.inf
+
+    def highest(self, values: FloatArray) -> float:
+        """The largest value (NaN if any is; -inf without rows), where `max` is a magnitude's (0 without rows)."""
+        return float(values.max()) if values.size else -math.inf
+
+    def count_true(self, flags: np.ndarray[Any, Any]) -> float:
+        """How many flags are true: a sum of 0s and 1s, exact."""
+        return float(np.count_nonzero(flags))
 
     def all(self, flags: np.ndarray[Any, Any]) -> bool:
         return bool(flags.all())
@@ -129,6 +147,12 @@ class GroupRows(AllRows):
     def min(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
         return np.minimum.reduceat(values, self.starts)
 
+    def highest(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
+        return np.maximum.reduceat(values, self.starts)
+
+    def count_true(self, flags: np.ndarray[Any, Any]) -> FloatArray:  # type: ignore[override]
+        return np.add.reduceat(flags, self.starts, dtype=np.float64)
+
     def all(self, flags: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:  # type: ignore[override]
         return np.logical_and.reduceat(flags, self.starts)
 
@@ -163,6 +187,10 @@ class ExactSum:
         """sum(w * v) (or sum(w * v**2)) per result or group, scaled where the plain float64 sum would
         overflow or underflow."""
         rows = rows or AllRows(values.size)
+        if values.dtype == np.bool_:  # a share of rows (the linear ones): counted, not summed as floats
+            if weights is None and not square:
+                return ExactSum(rows.count_true(values))
+            values = values.astype(np.float64)
         with np.errstate(over="ignore", invalid="ignore", under="ignore"):
             plain = rows.sum(_terms(values, weights, square))
             suspect = ~np.isfinite(plain) | (np.abs(plain) < _TINY)
@@ -180,6 +208,11 @@ class ExactSum:
         return ExactSum(_pick(scale, scaled, plain), 0.0, _pick(scale, exponent, 0))
 
     def merge(self, other: ExactSum) -> ExactSum:
+        scalars = type(self.total) is type(other.total) is float and type(self.exponent) is type(other.exponent) is int
+        if scalars and self.exponent == other.exponent:  # one result's sums at one scale: nothing to align
+            total, error = _two_sum(self.total, other.total)
+            if math.isfinite(total) or not (math.isfinite(self.total) and math.isfinite(other.total)):
+                return ExactSum(total, self.error + other.error + error, self.exponent)
         zero_a, zero_b = (self.total == 0) & (self.error == 0), (other.total == 0) & (other.error == 0)
         exponent = _pick(
             zero_a, other.exponent, _pick(zero_b, self.exponent, np.maximum(self.exponent, other.exponent))
@@ -218,6 +251,7 @@ class ExactSum:
 
 
 _WINDOW = 2.0**400  # a mean within [1 / _WINDOW, _WINDOW] has squares (and their sums) well within float64
+_NARROW = 2.0**200  # means and weights within [1 / _NARROW, _NARROW] (and M2 within its square) merge unscaled
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -238,12 +272,19 @@ class Moments:
     weight_exponent: Any = 0
 
     @staticmethod
-    def of(values: FloatArray, weights: FloatArray | None, rows: AllRows | None = None) -> Moments:
+    def of(
+        values: FloatArray,
+        weights: FloatArray | None,
+        rows: AllRows | None = None,
+        sums: tuple[Real, Real] | None = None,
+    ) -> Moments:
+        """The moments of a chunk; `sums`, where the caller has them, are its plain float64 sum(w * v) and
+        sum(w) (ExactSum.of's, unscaled), which this would otherwise compute again."""
         rows = rows or AllRows(values.size)
         if values.size == 0:
             return Moments()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            plain = Moments._plain(values, weights, rows)
+            plain = Moments._plain(values, weights, rows, sums)
             magnitude = np.abs(plain.mean)
             fits = np.isfinite(plain.weight) & np.isfinite(plain.m2) & ((magnitude == 0) | (magnitude >= 1 / _WINDOW))
             fits &= magnitude <= _WINDOW
@@ -266,14 +307,18 @@ class Moments:
         )
 
     @staticmethod
-    def _plain(values: FloatArray, weights: FloatArray | None, rows: AllRows) -> Moments:
+    def _plain(
+        values: FloatArray, weights: FloatArray | None, rows: AllRows, sums: tuple[Real, Real] | None = None
+    ) -> Moments:
         if weights is None:
-            mean = _pick(rows.count > 0, np.divide(rows.sum(values), rows.count), 0.0)  # (= values.mean())
-            return Moments(rows.count, mean, rows.sum(np.square(values - rows.spread(mean))))
-        weight = rows.sum(weights)
+            total = rows.sum(values) if sums is None else sums[0]
+            mean = _pick(rows.count > 0, np.divide(total, rows.count), 0.0)  # (= values.mean())
+            return Moments(rows.count, mean, rows.sum(_squared_deviations(values, rows.spread(mean), None)))
+        weight = rows.sum(weights) if sums is None else sums[1]
         weighted = weight != 0
-        mean = _pick(weighted, np.divide(rows.sum(weights * values), weight), 0.0)
-        m2 = rows.sum(weights * np.square(values - rows.spread(mean)))
+        total = rows.sum(values * weights) if sums is None else sums[0]
+        mean = _pick(weighted, np.divide(total, weight), 0.0)
+        m2 = rows.sum(_squared_deviations(values, rows.spread(mean), weights))
         return Moments(_pick(weighted, weight, 0.0), mean, _pick(weighted, m2, 0.0))
 
     def _at(self, exponent: Any, weight_exponent: Any) -> Moments:
@@ -287,21 +332,34 @@ class Moments:
         )
 
     def merge(self, other: Moments) -> Moments:
+        if self._narrow() and other._narrow():  # one result's moments of ordinary size: no scaling to do
+            if self.weight == 0 or other.weight == 0:
+                return self if other.weight == 0 else other
+            return Moments(*_chan(self, other), 0, 0)
         exponent = _larger_exponent(self.exponent, self.mean, other.exponent, other.mean)
         weight_exponent = _larger_exponent(self.weight_exponent, self.weight, other.weight_exponent, other.weight)
         a, b = self._at(exponent, weight_exponent), other._at(exponent, weight_exponent)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            weight = a.weight + b.weight
-            delta = b.mean - a.mean
-            mean = a.mean + delta * np.divide(b.weight, weight)
-            m2 = a.m2 + b.m2 + delta * delta * np.divide(a.weight * b.weight, weight)
-        merged = (weight, mean, m2, exponent, weight_exponent)
+            merged = (*_chan(a, b), exponent, weight_exponent)
         mine, theirs = field_values(self), field_values(other)
         return Moments(
             *(
                 _pick(other.weight == 0, m, _pick(self.weight == 0, t, both))
                 for m, t, both in zip(mine, theirs, merged, strict=True)
             )
+        )
+
+    def _narrow(self) -> bool:
+        """Unscaled Python floats whose Chan merge can neither overflow nor lose digits to subnormals: a
+        weight and a mean (or 0) within a factor _NARROW of 1, M2 (or 0) within its square."""
+        if type(self.weight) is not float or type(self.exponent) is not int or type(self.weight_exponent) is not int:
+            return False
+        mean, m2 = abs(self.mean), self.m2
+        return (
+            self.exponent == self.weight_exponent == 0
+            and (self.weight == 0 or 1 / _NARROW <= self.weight <= _NARROW)
+            and (mean == 0 or 1 / _NARROW <= mean <= _NARROW)
+            and (m2 == 0 or _NARROW**-4 <= m2 <= _NARROW**4)
         )
 
     def __eq__(self, other: object) -> bool:
@@ -313,6 +371,24 @@ class Moments:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             std = _ldexp(np.sqrt(np.divide(self.m2, self.weight)), self.exponent)
             return _pick((self.weight > 0) & (self.m2 >= 0), std, math.nan)
+
+
+def _squared_deviations(values: FloatArray, mean: Real, weights: FloatArray | None) -> FloatArray:
+    """w * (v - mean)**2, in one new array."""
+    deviations: FloatArray = values - mean
+    deviations *= deviations
+    if weights is not None:
+        deviations *= weights
+    return deviations
+
+
+def _chan(a: Moments, b: Moments) -> tuple[Real, Real, Real]:
+    """Weight, mean and M2 of two moments at the same scale (Chan, Golub and LeVeque)."""
+    weight = a.weight + b.weight
+    delta = b.mean - a.mean
+    mean = a.mean + delta * np.divide(b.weight, weight)
+    m2 = a.m2 + b.m2 + delta * delta * np.divide(a.weight * b.weight, weight)
+    return _native(weight), _native(mean), _native(m2)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -339,6 +415,8 @@ class WorstRows:
             return self
         if self.loss.size == self.k:  # full: only a loss of at least the current k-th worst can enter
             candidates = np.flatnonzero(loss >= self.loss[-1])
+            if candidates.size == 0:
+                return self  # (most chunks, once the list holds the worst of the first ones)
             picked = candidates[_largest(loss[candidates], self.k)]
         else:
             picked = _largest(loss, self.k)
@@ -410,7 +488,13 @@ class Summary:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class LossStats:
-    """Sufficient statistics of one result's losses: update with chunks, merge, summarize."""
+    """Sufficient statistics of one result's losses: update with chunks, merge, summarize.
+
+    Quantiles come from `sketch`; `LossStats.without_quantiles(top_k)` (sketch=None) keeps none, for a
+    report that shows no quantiles (`-q`): its updates skip the sketch's work, its summary's quantiles
+    are NaN and it has no distribution. Merged with statistics that keep quantiles, the result keeps
+    none (it could not answer for the other's rows).
+    """
 
     top_k: int = 0
     count: int = 0
@@ -422,8 +506,13 @@ class LossStats:
     moments: Moments = field(default_factory=Moments)
     min: float = math.inf
     max: float = -math.inf
-    sketch: QuantileSketch = field(default_factory=QuantileSketch)
+    sketch: QuantileSketch | None = field(default_factory=QuantileSketch)  # None: no quantiles
     worst: WorstRows | None = None
+
+    @staticmethod
+    def without_quantiles(top_k: int = 0) -> LossStats:
+        """Empty statistics that keep no quantile sketch (every other statistic is the same)."""
+        return LossStats(top_k, sketch=None)
 
     def update(self, chunk: Chunk) -> LossStats:
         """These statistics plus one chunk's (the sketch and worst rows are updated in place of a merge,
@@ -438,6 +527,7 @@ class LossStats:
         with np.errstate(invalid="ignore", over="ignore"):
             rows = AllRows(loss.size)
             sums = _chunk_sums(chunk, rows)
+            moments = Moments.of(loss, w, rows, _plain_sums(sums))
             return LossStats(
                 self.top_k,
                 self.count + rows_read,
@@ -446,10 +536,10 @@ class LossStats:
                 self.abs_diff.merge(sums["abs_diff"]),
                 self.sq_diff.merge(sums["sq_diff"]),
                 self.linear.merge(sums["linear"]),
-                self.moments.merge(Moments.of(loss, w)),
+                self.moments.merge(moments),
                 _nan_or(min, self.min, rows.min(loss)),
-                _nan_or(max, self.max, -rows.min(-loss)),  # as a group's: NaN propagates
-                self.sketch.update(loss, w),
+                _nan_or(max, self.max, rows.highest(loss)),
+                None if self.sketch is None else self.sketch.update(loss, w),
                 self._worst_with(chunk),
             )
 
@@ -476,7 +566,7 @@ class LossStats:
             self.moments.merge(other.moments),
             _nan_or(min, self.min, other.min),
             _nan_or(max, self.max, other.max),
-            self.sketch.merge(other.sketch),
+            None if self.sketch is None or other.sketch is None else self.sketch.merge(other.sketch),
             _merge_worst(self.worst, other.worst),
         )
 
@@ -494,7 +584,9 @@ class LossStats:
         return same_fields(self, other)
 
     def _quantiles(self) -> dict[str, float]:
-        """The sketch's estimates, kept within [min, max] (an estimate may land just outside)."""
+        """The sketch's estimates, kept within [min, max] (an estimate may land just outside); NaN without one."""
+        if self.sketch is None:
+            return dict.fromkeys(QUANTILES, math.nan)
         estimates = self.sketch.quantiles(list(QUANTILES.values()))
         return {
             name: estimate if math.isnan(estimate) else min(max(estimate, self.min), self.max)
@@ -519,8 +611,15 @@ def _chunk_sums(chunk: Chunk, rows: AllRows) -> dict[str, ExactSum]:
         "weight": ExactSum(rows.count) if w is None else ExactSum.of(w, rows=rows),
         "abs_diff": ExactSum.of(chunk.abs_diff, w, rows=rows),
         "sq_diff": sq_diff,
-        "linear": ExactSum.of(chunk.linear.astype(np.float64, copy=False), w, rows=rows),
+        "linear": ExactSum.of(chunk.linear, w, rows=rows),  # (a bool array is counted)
     }
+
+
+def _plain_sums(sums: dict[str, ExactSum]) -> tuple[Real, Real] | None:
+    """A chunk's plain float64 sum(w * loss) and sum(w) from _chunk_sums, for Moments.of; None where
+    either is kept scaled (Moments.of then scales the losses its own way)."""
+    loss, weight = sums["loss"], sums["weight"]
+    return None if _any(loss.exponent != 0) or _any(weight.exponent != 0) else (loss.total, weight.total)
 
 
 def _statistics(count: Any, sums: dict[str, ExactSum], moments: Moments, lowest: Real, highest: Real) -> dict[str, Any]:
@@ -680,9 +779,10 @@ class GroupStats:
                 sums = _chunk_sums(chunk, rows)
                 for name, total in stats.sums.items():
                     _put(total, at, _take(total, at).merge(sums[name]))
-                _put(stats.moments, at, _take(stats.moments, at).merge(Moments.of(chunk.loss, chunk.weight, rows)))
+                moments = Moments.of(chunk.loss, chunk.weight, rows, _plain_sums(sums))
+                _put(stats.moments, at, _take(stats.moments, at).merge(moments))
                 stats.min[at] = np.minimum(stats.min[at], rows.min(chunk.loss))  # NaN propagates, as in LossStats
-                stats.max[at] = np.maximum(stats.max[at], -rows.min(-chunk.loss))
+                stats.max[at] = np.maximum(stats.max[at], rows.highest(chunk.loss))
         stats.writes[0] += 1
         return replace(stats, groups=max(stats.groups, groups), version=stats.writes[0])
 

@@ -14,7 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from smoothl1_cli.sketch import EXACT_LIMIT, QuantileSketch
+from smoothl1_cli.sketch import ALPHA, EXACT_LIMIT, QuantileSketch
 
 MAX = float(np.finfo(np.float64).max)
 REPORTED = (0.5, 0.9, 0.95, 0.99)
@@ -167,7 +167,34 @@ def test_values_from_1e_minus_300_to_1e300_do_not_overflow(data, rnd):
         sketch = sketch_of(values, chunk_rows, rnd, limit=0)
         assert_within_one_percent(sketch, values.tolist(), (0.0, *REPORTED, 1.0))
         assert sketch.quantile(1.0) <= MAX  # the top bucket's estimate is still a float64
-        assert sketch.counts.size < 150_000  # bounded by the range of magnitudes, never by the rows
+        assert sketch.counts.size < 270_000  # 128 a power of two: bounded by the range of magnitudes, never by the rows
+
+
+def bucket_ends(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest and largest float64 whose bits, shifted right by 45 (exponent and 7 mantissa bits), are `keys`."""
+    return (keys << 45).view(np.float64), (((keys + 1) << 45) - 1).view(np.float64)
+
+
+def estimate_of_each(values: np.ndarray) -> np.ndarray:
+    """The bucketed estimate of each value, from a sketch that holds it alone."""
+    return np.array([QuantileSketch(0).update(np.array([value])).quantile(0.5) for value in values.tolist()])
+
+
+def test_every_normal_bucket_estimates_its_smallest_and_largest_float_within_alpha():
+    assert ALPHA < 0.005  # the README's promise: 0.5% by construction (1% with what is left for the rest)
+    keys = np.arange(1 << 7, 0x7FF << 7)  # every bucket from 2**-1022 up to the largest float64
+    for ends in bucket_ends(keys):  # one value per bucket: a sketch of them gives one estimate each, in order
+        estimates = QuantileSketch(0).update(ends).points()[0][1:-1]  # (less the 0 and inf entries)
+        assert estimates.size == keys.size
+        assert np.all(np.abs(estimates - ends) <= ALPHA * ends)
+    assert np.isfinite(estimates[-1])  # the top bucket's estimate is still a float64
+
+
+def test_subnormal_values_are_estimated_within_alpha():
+    rng = np.random.default_rng(0)
+    ulps = np.concatenate([np.arange(1, 1500), rng.integers(1500, 2**52, 1500)])
+    values = np.ldexp(ulps.astype(np.float64), -1074)  # n * 2**-1074: every subnormal float64 is one
+    assert np.all(np.abs(estimate_of_each(values) - values) <= ALPHA * values)
 
 
 # --- merging --------------------------------------------------------------------------------------

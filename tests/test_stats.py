@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import pickle
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from fractions import Fraction
 
 import numpy as np
@@ -54,16 +56,17 @@ def ids_getter(start: int) -> Callable[[np.ndarray], Sequence[str]]:
     return lambda positions: [f"id{start + int(p)}" for p in positions]
 
 
-def loss_stats(pred, target, beta, chunk_rows, merge, rnd, weight=None, top_k=0) -> LossStats:
+def loss_stats(pred, target, beta, chunk_rows, merge, rnd, weight=None, top_k=0, quantiles=True) -> LossStats:
     """LossStats of all rows, fed in chunks of `chunk_rows`, combined as `merge` says."""
     chunks = [chunk_of(pred, target, beta, start, min(start + chunk_rows, pred.size), weight)
               for start in range(0, pred.size, chunk_rows)]  # fmt: skip
+    empty = LossStats(top_k) if quantiles else LossStats.without_quantiles(top_k)
     if merge == "update in order":
-        stats = LossStats(top_k)
+        stats = empty
         for chunk in chunks:
             stats = stats.update(chunk)
         return stats
-    pool = [LossStats(top_k).update(chunk) for chunk in chunks]
+    pool = [empty.update(chunk) for chunk in chunks]
     while len(pool) > 1:  # merge two random ones, either way round, until one is left: any tree, any order
         a, b = (pool.pop(rnd.randrange(len(pool))) for _ in range(2))
         pool.insert(rnd.randrange(len(pool) + 1), a.merge(b))
@@ -158,6 +161,54 @@ def test_summarize_works_for_losses_a_few_ulps_apart():  # its histogram once ra
     pred, target = np.array([7.0, 7.000000000000001]), np.zeros(2)
     summary = summarize(pred, target, 0.0, 2, "update in order", random.Random(0))
     assert (summary.min, summary.max) == (7.0, 7.000000000000001)
+
+
+# --- without quantiles ---------------------------------------------------------------------------
+
+
+@EXAMPLES
+@given(
+    data=tables(),
+    beta=BETAS,
+    weighted=st.booleans(),
+    chunk=st.data(),
+    merge=MERGES,
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_statistics_without_quantiles_are_the_same_but_for_the_quantiles(data, beta, weighted, chunk, merge, seed):
+    pred, target = data
+    n = pred.size
+    weight = chunk.draw(arrays(np.float64, n, elements=st.integers(0, 3).map(float)), "weight") if weighted else None
+    weight = None if weight is None else some_positive(weight)
+    chunk_rows = chunk.draw(st.integers(1, n), label="chunk_rows")
+    kept, dropped = (
+        loss_stats(pred, target, beta, chunk_rows, merge, random.Random(seed), weight, top_k=3, quantiles=quantiles)
+        for quantiles in (True, False)
+    )  # the same chunks, merged in the same tree
+    with_quantiles, summary = kept.summarize(), dropped.summarize()
+
+    assert dropped.sketch is None
+    assert summary.distribution is None
+    assert summary.quantiles.keys() == QUANTILES.keys()
+    assert all(math.isnan(value) for value in summary.quantiles.values())
+    assert replace(summary, quantiles=with_quantiles.quantiles, distribution=kept.sketch) == with_quantiles
+    assert dropped.worst == kept.worst
+    w = [1.0] * n if weight is None else weight.tolist()
+    assert summary.mean == pytest.approx(reference_mean(reference_losses(pred, target, beta), w), rel=SUM_RTOL)
+    assert pickle.loads(pickle.dumps(dropped)) == dropped
+
+
+def test_merging_statistics_with_and_without_quantiles_keeps_none():
+    pred, target = np.array([0.5, 3.0, -1.0, 2.0]), np.zeros(4)
+    kept = LossStats(2).update(chunk_of(pred, target, 1.0, 0, 2))
+    dropped = LossStats.without_quantiles(2).update(chunk_of(pred, target, 1.0, 2, 4))
+    for merged in (kept.merge(dropped), dropped.merge(kept)):
+        assert merged.sketch is None
+        assert merged == LossStats.without_quantiles(2).update(chunk_of(pred, target, 1.0, 0, 2)).merge(dropped)
+        summary = merged.summarize()
+        assert (summary.count, summary.sum, summary.max) == (4, 0.125 + 2.5 + 0.5 + 1.5, 2.5)
+        assert all(math.isnan(value) for value in summary.quantiles.values())
+    assert kept.merge(dropped) != kept.merge(LossStats(2).update(chunk_of(pred, target, 1.0, 2, 4)))
 
 
 # --- weights -----------------------------------------------------------------------------------
