@@ -378,6 +378,8 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
                 "--reduction none streams per-row losses to stdout; drop --per-row, or use --reduction mean"
             )
         settings = replace(settings, per_row="-")
+    if quiet and output is None and plot is None:  # only the values are shown: no quantiles, no worst rows
+        settings = replace(settings, quantiles=False, top=0)
     per_row = settings.per_row
     if per_row == "-" and output is None and (quiet or fmt != "auto"):
         shown = "-q" if quiet else f"-f {fmt}"

@@ -43,6 +43,7 @@ class Options:
     group_by: str | None = None
     top: int = 5
     exact_quantiles: bool = False
+    quantiles: bool = True  # False: no quantiles (nor their sketch's cost) where nothing shows them, as for -q
     ci: float | None = None
     bootstrap: int = 1000
     seed: int = 0

@@ -518,7 +518,10 @@ class _Finished:
 
 
 def _stats(options: Options, top: int) -> LossStats:
-    """Empty statistics: quantiles from the sketch, or from every value with --exact-quantiles."""
+    """Empty statistics: quantiles from the sketch, from every value with --exact-quantiles, or none
+    where nothing shows them (-q)."""
+    if not options.quantiles:
+        return LossStats.without_quantiles(top)
     return LossStats(top_k=top, sketch=QuantileSketch(math.inf if options.exact_quantiles else EXACT_LIMIT))
 
 
