@@ -21,7 +21,7 @@ from smoothl1_cli.options import Options
 from smoothl1_cli.plan import Plan
 from smoothl1_cli.render import RENDERERS
 from smoothl1_cli.state import Block, RunState, aligned
-from tests.conftest import reference_mean, within_1e12
+from tests.conftest import reference_mean, run_command, within_1e12
 
 INPUTS = [("data.parquet", "parquet")]
 
@@ -150,3 +150,21 @@ def test_a_merge_moves_the_right_states_rows_past_the_left_ones():
         assert ours.worst is not None
         assert theirs.worst is not None
         assert ours.worst.rows.tolist() == theirs.worst.rows.tolist()
+
+
+def test_without_quantiles_the_values_are_the_same_bits(smoothl1_command, tmp_path) -> None:
+    """-q shows values only, so it reduces without the sketch: the values do not change by a bit."""
+    data = _table(5000, 3, 0.0)
+    path = tmp_path / "data.csv"
+    path.write_text(
+        "y,a\n" + "".join(f"{y!r},{a!r}\n" for y, a in zip(data["y"].tolist(), data["a"].tolist(), strict=True))
+    )
+    quiet = run_command(smoothl1_command, "eval", path, "-t", "y", "-q")
+    report = json.loads(run_command(smoothl1_command, "eval", path, "-t", "y", "-f", "json").stdout)
+    assert quiet.stdout.decode() == f"{report['results'][0]['value']!r}\n"
+    plan, options = _setup({"quantiles": False, "pred": ("a",)}, 65_536)  # the command's chunks
+    bare = json.loads(_json(_state(plan, options, data, 0, 5000)))["results"][0]
+    assert bare["quantiles"] == {"p50": None, "p90": None, "p95": None, "p99": None}
+    assert {k: v for k, v in bare.items() if k != "quantiles"} == {
+        k: v for k, v in report["results"][0].items() if k != "quantiles"
+    }
