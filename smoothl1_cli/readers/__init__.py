@@ -28,8 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from smoothl1_cli import fs
 from smoothl1_cli.errors import InputError
+from smoothl1_cli.readers import fs
 
 EXTENSIONS = {
     ".csv": "csv",
