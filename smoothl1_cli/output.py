@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from smoothl1_cli import fs
 from smoothl1_cli.errors import InputError
+from smoothl1_cli.readers import fs
 
 ATOMIC_STORES = ("s3", "gcs", "abfs")  # an object appears whole once its upload completes, or not at all
 

@@ -3,7 +3,7 @@
 Each run is a real process whose peak resident memory comes from the kernel (os.wait4's rusage
 of that one child). Bounds, stated here once:
 
-- a line longer than 64 MiB (readers.MAX_RECORD_BYTES) arriving on a pipe: refused with exit 2,
+- a line longer than 64 MiB (readers.text.MAX_RECORD_BYTES) arriving on a pipe: refused with exit 2,
   peak RSS under LINE_RSS_MB, having read well short of the whole stream;
 - a 100,000-column header with a few rows: done, peak RSS under WIDE_RSS_MB;
 - a Parquet row group whose needed columns decode to more than 256 MiB: streamed, so peak RSS

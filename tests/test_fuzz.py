@@ -13,7 +13,7 @@ empty header names, unicode and spaces in column names, numbers in every spellin
 form, 1e400, -0, subnormals, leading +, surrounding spaces, thousands separators, underscores,
 integers beyond 2**53, non-ASCII digits); JSON Lines with every JSON type in the numeric
 fields; and Parquet / gzip / zstd files truncated or bit-flipped at random positions. Text
-inputs are also cut into tiny parse blocks (readers.BLOCK_BYTES patched per example) so that
+inputs are also cut into tiny parse blocks (readers.text.BLOCK_BYTES patched per example) so that
 every record boundary is also a block boundary somewhere.
 
 Where the reference and Arrow legitimately differ (Python's float() takes '1_000', '١' and
@@ -127,7 +127,7 @@ def run_bytes(data: bytes, suffix: str, *args: str, block_bytes: int | None = No
     property (exit 0 or 2, one Error line on 2, no traceback, no hang) before returning."""
     path = _WORK / f"input{next(_COUNTER)}{suffix}"
     path.write_bytes(data)
-    patch = mock.patch.object(readers, "BLOCK_BYTES", block_bytes) if block_bytes else contextlib.nullcontext()
+    patch = mock.patch.object(readers.text, "BLOCK_BYTES", block_bytes) if block_bytes else contextlib.nullcontext()
     try:
         with patch, alarm(HANG_LIMIT):
             result = invoke(["eval", str(path), *args, "-f", "json"])

@@ -56,9 +56,9 @@ def test_escaped_quotes_are_cut_by_parity_not_lexed(monkeypatch) -> None:
     def refuse(*args: object) -> int:
         raise AssertionError("lexed quote by quote")
 
-    lexed = readers._lexed_boundary(data, len(data))
-    monkeypatch.setattr(readers, "_lexed_boundary", refuse)
-    assert readers._last_boundary(data, len(data), quoted=True) == lexed == data.index(b"5,")
+    lexed = readers.text._lexed_boundary(data, len(data))
+    monkeypatch.setattr(readers.text, "_lexed_boundary", refuse)
+    assert readers.text._last_boundary(data, len(data), quoted=True) == lexed == data.index(b"5,")
 
 
 def ends_a_record(prefix: bytes) -> bool:
@@ -73,7 +73,7 @@ def ends_a_record(prefix: bytes) -> bool:
 def test_the_last_record_boundary_is_where_pythons_csv_ends_a_record(data) -> None:
     """Quotes inside unquoted fields (lexed) and escapes (by parity) alike."""
     ends = [k for k in range(1, len(data) + 1) if data[k - 1 : k] == b"\n" and ends_a_record(data[:k])]
-    assert readers._last_boundary(data, len(data), quoted=True) == max(ends, default=0)
+    assert readers.text._last_boundary(data, len(data), quoted=True) == max(ends, default=0)
 
 
 def test_escaped_quotes_across_blocks_match_pythons_csv(smoothl1_command, tmp_path) -> None:

@@ -26,8 +26,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from smoothl1_cli import fs, output, readers
+from smoothl1_cli import output, readers
 from smoothl1_cli.errors import InputError
+from smoothl1_cli.readers import fs
 from tests.conftest import eval_json, invoke, table_bytes
 
 ROWS = 120
