@@ -11,9 +11,11 @@ from __future__ import annotations
 import functools
 import os
 import signal
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager, suppress
 
 from smoothl1_cli.engines import Progress, count_rows, reduce_piece, script_not_rerun
 from smoothl1_cli.errors import InputError
@@ -54,18 +56,22 @@ def _in_pool(job: Job, workers: int, progress: Progress) -> list[RunState]:
 
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["smoothl1_cli.engines.local"])  # imported once, in the server
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
+    pool = None
     try:
+        with _starting_workers():
+            pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
         first_rows = job.first_rows()
-        with script_not_rerun():
-            if job.options.ci is not None and None in first_rows:
-                # The bootstrap weighs each row by its global number, which no footer gives for text: count first.
-                counts = list(pool.map(count_rows, job.pieces, [job] * len(job.pieces)))
-                first_rows = [sum(counts[:index]) for index in range(len(counts))]
+        if job.options.ci is not None and None in first_rows:
+            # The bootstrap weighs each row by its global number, which no footer gives for text: count first.
+            with _starting_workers():
+                counting = [pool.submit(count_rows, piece, job) for piece in job.pieces]
+            counts = [future.result() for future in counting]
+            first_rows = [sum(counts[:index]) for index in range(len(counts))]
+        with _starting_workers():  # one starts per submit, up to `workers`
             futures = [
                 pool.submit(reduce_piece, piece, job, first)
                 for piece, first in zip(job.pieces, first_rows, strict=True)
-            ]  # every worker starts here: one per submit, up to `workers`
+            ]
         for piece, future in zip(job.pieces, futures, strict=True):
             future.add_done_callback(functools.partial(_told, progress, piece))
         states = [future.result() for future in futures]  # in index order: the first bad piece's error is raised
@@ -81,6 +87,24 @@ def _in_pool(job: Job, workers: int, progress: Progress) -> list[RunState]:
     return states
 
 
+@contextmanager
+def _starting_workers() -> Iterator[None]:
+    """Worker processes (and the fork server and resource tracker behind them) start without the
+    caller's script and with standard error on /dev/null: a worker's answers, errors included, come
+    back pickled, and a Ctrl-C that lands while one is still starting must not print its traceback
+    (or the fork server's) on the user's terminal."""
+    sys.stderr.flush()
+    saved, quiet = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(quiet, 2)
+    try:
+        with script_not_rerun():
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(quiet)
+
+
 def _told(progress: Progress, piece: Piece, future: Future[RunState]) -> None:
     if not future.cancelled() and future.exception() is None:
         progress(piece, future.result())
@@ -91,9 +115,12 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """End the workers now, not after the pieces they are reading (an error or Ctrl-C wants no more)."""
-    processes = list(getattr(pool, "_processes", {}).values())  # the executor offers no way to end them
-    for process in processes:
-        process.terminate()
-    pool.shutdown(wait=True, cancel_futures=True)
+def _stop(pool: ProcessPoolExecutor | None) -> None:
+    """End the workers now, not after the pieces they are reading (an error or Ctrl-C wants no more).
+    Whatever went wrong is what the caller reports: stopping adds no error of its own."""
+    if pool is None:
+        return
+    with suppress(Exception):
+        for process in list(getattr(pool, "_processes", {}).values()):  # the executor offers no way to end them
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
