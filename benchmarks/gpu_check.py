@@ -16,7 +16,7 @@ whose imports reach neither click nor rich (only cli.py and render.py import the
    it writes; `--ci 0.95 --bootstrap 1000` on 10^6 rows. A timing that its size extrapolates past
    the time left (--budget-s) is skipped and says so.
 
-It prints a table last and exits 1 on any mismatch. `--fake` replaces CuPy with tests/fake_device.py
+It prints a table last and exits 1 on any mismatch. `--fake` replaces CuPy with tests/gpu_support.py
 (NumPy on the CPU, marked as a device), to try this script where there is no GPU: the timings are
 then meaningless, the checks are not.
 """
@@ -211,10 +211,10 @@ def main() -> int:
     parser.add_argument("--max-rows", type=int, default=1_000_000_000)
     parser.add_argument("--dir", type=Path, default=None, help="where the large files go (default: a temporary one)")
     parser.add_argument("--checks-only", action="store_true")
-    parser.add_argument("--fake", action="store_true", help="tests/fake_device.py in place of CuPy (no GPU)")
+    parser.add_argument("--fake", action="store_true", help="tests/gpu_support.py in place of CuPy (no GPU)")
     args = parser.parse_args()
     if args.fake:
-        from tests.fake_device import FakeDevice
+        from tests.gpu_support import FakeDevice
 
         device = FakeDevice()
         backends._cupy = lambda: device  # type: ignore[attr-defined]  # (this script's own stand-in)

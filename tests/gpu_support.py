@@ -1,4 +1,5 @@
-"""A stand-in for CuPy on the CPU: NumPy's arithmetic on arrays marked as living on a device.
+"""For the GPU tests: benchmarks/gpu_check.py as a module, and a stand-in for CuPy on the CPU, NumPy's
+arithmetic on arrays marked as living on a device.
 
 `FakeDevice()` is a module-like namespace (what `backends.namespace("cupy")` returns) whose arrays
 are `DeviceArray`s, a NumPy subclass. As with CuPy, NumPy's functions and ufuncs called on them
@@ -9,10 +10,23 @@ test sees that the device path is taken and which per-row arrays, if any, came b
 
 from __future__ import annotations
 
+import importlib.util
 import types
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def load_gpu_check() -> Any:
+    """benchmarks/gpu_check.py (a script, not a package): its data, cases and report comparison."""
+    path = Path(__file__).parents[1] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class DeviceArray(np.ndarray):  # type: ignore[type-arg]
