@@ -14,12 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from smoothl1_cli import backends
 from smoothl1_cli.sketch import same_fields
 from smoothl1_cli.stats import zero_where_weightless
 
 Floats = np.ndarray[Any, Any]
-_BLOCK_ROWS = 2048  # rows per weight matrix (the sums depend on it: keep it, or replicates change)
+_BLOCK_ROWS = 2048  # rows per weight matrix (the sums' bits depend on it: keep it, or replicates change)
 _BLOCK_REPLICATES = 128  # replicates per weight matrix: 128 x 2048 float64 is 2 MiB, at any --bootstrap
+_DEVICE_BLOCK = 1 << 24  # a device's weight matrix: a chunk's rows by as many replicates as fit 2**24 weights
 _MASK16 = np.uint64(0xFFFF)
 
 
@@ -40,16 +42,34 @@ def _splitmix64(z: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return mixed
 
 
-def poisson_weights(seed: int, rows: np.ndarray[Any, Any], replicates: int, first: int = 0) -> Floats:
+_TABLES: dict[str, Any] = {}  # the Poisson table on each device namespace, copied there once
+
+
+def _table(xp: Any) -> Any:
+    if xp is np:
+        return _POISSON
+    return _TABLES.setdefault(xp.__name__, xp.asarray(_POISSON))
+
+
+def poisson_weights(seed: int, rows: Any, replicates: int, first: int = 0, xp: Any = np) -> Any:
     """A (replicates, len(rows)) matrix of Poisson(1) weights of replicates first, first + 1, ...
-    (`first` a multiple of 4), each a function of (seed, row, replicate)."""
+    (`first` a multiple of 4), each a function of (seed, row, replicate); on `xp`'s device with its rows."""
     groups = (replicates + 3) // 4  # one 64-bit hash gives four 16-bit uniforms
     key = _splitmix64(np.array([seed], dtype=np.uint64))[0]
-    hash_groups = np.arange(first // 4, first // 4 + groups, dtype=np.uint64)
+    hash_groups = xp.arange(first // 4, first // 4 + groups, dtype=np.uint64)
     counters = (rows.astype(np.uint64)[None, :] << np.uint64(16)) + hash_groups[:, None]
     hashed = _splitmix64(counters ^ key)
-    uniforms = np.stack([(hashed >> np.uint64(16 * part)) & _MASK16 for part in range(4)], axis=1)
-    return _POISSON[uniforms.reshape(groups * 4, rows.size)[:replicates]]
+    uniforms = xp.stack([(hashed >> np.uint64(16 * part)) & _MASK16 for part in range(4)], axis=1)
+    return _table(xp)[uniforms.reshape(groups * 4, rows.size)[:replicates]]
+
+
+def _blocks(xp: Any, rows: int) -> tuple[int, int]:
+    """Rows and replicates per weight matrix. NumPy keeps its small blocks (the replicates' bits depend on
+    them); a device takes the whole chunk at once, a few launches per chunk, and its sums differ from
+    NumPy's only by rounding (they agree to a relative 1e-12)."""
+    if xp is np:
+        return _BLOCK_ROWS, _BLOCK_REPLICATES
+    return max(rows, 1), max(4, _DEVICE_BLOCK // max(rows, 1) // 4 * 4)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -64,21 +84,23 @@ class BootstrapStats:
     def empty(results: int, replicates: int, seed: int) -> BootstrapStats:
         return BootstrapStats(seed, np.zeros((results, replicates)), np.zeros(replicates))
 
-    def update(self, rows: np.ndarray[Any, Any], losses: list[Floats], weight: Floats | None) -> BootstrapStats:
-        """Add one chunk: `rows` are global row numbers, `losses` one array per result."""
-        sums, weights = self.sums.copy(), self.weights.copy()
+    def update(self, rows: Any, losses: list[Any], weight: Any, xp: Any = np) -> BootstrapStats:
+        """Add one chunk: `rows` are global row numbers, `losses` one array per result, all on `xp`'s
+        device: the weights are drawn there, and only the replicates' sums come back."""
+        sums, weights = xp.array(self.sums), xp.array(self.weights)  # (copies)
         losses = [zero_where_weightless(loss, weight) for loss in losses]  # 0 * inf is NaN
-        for start in range(0, rows.size, _BLOCK_ROWS):
-            block = slice(start, start + _BLOCK_ROWS)
-            for first in range(0, weights.size, _BLOCK_REPLICATES):  # bounded memory at any replicate count
-                replicates = slice(first, first + _BLOCK_REPLICATES)
-                draws = poisson_weights(self.seed, rows[block], weights[replicates].size, first)
+        block_rows, block_replicates = _blocks(xp, rows.size)
+        for start in range(0, rows.size, block_rows):
+            block = slice(start, start + block_rows)
+            for first in range(0, self.weights.size, block_replicates):  # bounded memory at any replicate count
+                replicates = slice(first, first + block_replicates)
+                draws = poisson_weights(self.seed, rows[block], weights[replicates].size, first, xp)
                 if weight is not None:
                     draws = draws * weight[block]
                 weights[replicates] += draws.sum(axis=1)
                 for index, loss in enumerate(losses):
                     sums[index, replicates] += (draws * loss[block]).sum(axis=1)  # no BLAS: it fights Arrow's threads
-        return BootstrapStats(self.seed, sums, weights)
+        return BootstrapStats(self.seed, backends.to_numpy(sums), backends.to_numpy(weights))
 
     def __eq__(self, other: object) -> bool:
         return same_fields(self, other)

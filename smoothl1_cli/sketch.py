@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from smoothl1_cli import backends
+
 _MANTISSA_BITS = 7  # buckets per power of two: 2**7
 ALPHA = 1 / (2 ** (_MANTISSA_BITS + 1) + 1)  # (b - a) / (b + a) at b = a * (1 + 2**-7): an estimate's error at most
 EXACT_LIMIT = 4096
@@ -99,7 +101,10 @@ class QuantileSketch:
             0.0 if not has_nan else float(np.count_nonzero(nan)) if weights is None else float(weights[nan].sum())
         )
         part = (values[~nan], None if weights is None else weights[~nan]) if has_nan else (values, weights)
-        return self.merge(QuantileSketch(self.limit, [part], 1, int(part[0].size), nan=nan_weight))
+        if self.size + part[0].size > self.limit:  # the chunk's own buckets, as merge would count them
+            return self.merge(replace(_bucketed(self.limit, *part), nan=nan_weight))
+        kept = (backends.to_numpy(part[0]), None if part[1] is None else backends.to_numpy(part[1]))  # (few)
+        return self.merge(QuantileSketch(self.limit, [kept], 1, int(kept[0].size), nan=nan_weight))
 
     def merge(self, other: QuantileSketch) -> QuantileSketch:
         """The sketch of both inputs together (exact: values join, counts add)."""
@@ -202,7 +207,7 @@ class QuantileSketch:
 
 def _bucketed(limit: float, values: Floats, weights: Floats | None) -> QuantileSketch:
     """The bucketed sketch of a chunk of values (>= 0, inf or NaN) and their weights (None: all 1)."""
-    values = np.asarray(values, dtype=np.float64)  # (its bits are read as a float64's)
+    values = values.astype(np.float64, copy=False)  # (its bits are read as a float64's)
     unit = _unit(weights)
     keys = values.view(np.int64) >> _SHIFT
     low = int(keys.min()) if keys.size else 0
@@ -232,7 +237,9 @@ def _keys(values: Floats) -> np.ndarray[Any, Any]:
 
 def _counted(offsets: np.ndarray[Any, Any], weights: Floats | None) -> Floats:
     """The weight (or the number) of keys at each offset from the lowest one (0)."""
-    return np.bincount(offsets, weights).astype(np.float64, copy=False) if offsets.size else _EMPTY
+    if not offsets.size:
+        return _EMPTY
+    return backends.to_numpy(np.bincount(offsets, weights)).astype(np.float64, copy=False)  # counted on a device
 
 
 def _estimates(keys: np.ndarray[Any, Any]) -> Floats:

@@ -292,9 +292,13 @@ class RunState:
             self.omitted += bad_rows
             rows = rows[keep]
             columns = {name: values[keep] for name, values in columns.items()}
+        if self.plan.weight:
+            self._check_weights(columns[self.plan.weight], rows)
+        # Each numeric column goes to the device once (NumPy: the same arrays); from here every per-row
+        # array lives there, and only the accumulators' numbers come back.
+        columns = {name: xp.asarray(columns[name]) for name in self.plan.numeric}
         weight = columns[self.plan.weight] if self.plan.weight else None
-        if weight is not None:
-            self._check_weights(weight, rows)
+        rows = xp.arange(start, start + n, dtype=np.int64) if keep is None else xp.asarray(rows)
         ids_of = _ids_getter(block.ids, keep)
         group_codes = self.groups.codes_of(block.groups, keep) if self.groups is not None else None
         losses, chunks = [], []
@@ -315,15 +319,16 @@ class RunState:
                 self.stats[index] = self.stats[index].update(chunk)
                 if self.groups is not None:
                     assert group_codes is not None
-                    self.groups.update(index, group_codes, chunk)
+                    self.groups.update(index, group_codes, _on_host(chunk))
                 losses.append(loss)
                 chunks.append(chunk)
             if self.row_sum is not None:
                 self.row_sum = self.row_sum.update(_row_sum(chunks))
             if self.boot is not None:
                 assert self.first_row is not None, "the bootstrap weighs rows by their global number"
-                self.boot = self.boot.update(rows + self.first_row, losses, weight)
+                self.boot = self.boot.update(rows + self.first_row, losses, weight, xp)
         if sink is not None:
+            losses = [backends.to_numpy(loss) for loss in losses]  # per-row output: the one per-row copy back
             assert self.first_row is not None, "per-row output numbers rows globally"
             omitted = None if keep is None else ~keep
             first = self.first_row + start
@@ -331,14 +336,10 @@ class RunState:
                 np.arange(first, first + n, dtype=np.int64), _concat_ids(block.ids), _spread(losses, keep, n), omitted
             )
 
-    def _terms(self, diff: np.ndarray[Any, Any], xp: Any) -> np.ndarray[Any, Any]:
-        parameter = self.options.parameter
-        data = diff if xp is np else xp.asarray(diff)
+    def _terms(self, diff: Any, xp: Any) -> Any:
         if self.options.loss == "huber":
-            out = kernel.huber_terms(data, parameter, xp)
-        else:
-            out = kernel.smooth_l1_terms(data, parameter, xp)
-        return backends.to_numpy(out)
+            return kernel.huber_terms(diff, self.options.parameter, xp)
+        return kernel.smooth_l1_terms(diff, self.options.parameter, xp)
 
     def _note_overflow(
         self,
@@ -573,13 +574,24 @@ def _row_sum(chunks: list[Chunk]) -> Chunk:
     )
 
 
+def _on_host(chunk: Chunk) -> Chunk:
+    """A chunk's per-row arrays on the host, for GroupStats: its segment sums (np.add.reduceat) have no CuPy
+    counterpart yet, so with --group-by the GPU computes the losses and the host their group statistics."""
+    host = backends.to_numpy
+    return Chunk(
+        host(chunk.loss), host(chunk.abs_diff), None, host(chunk.linear), host(chunk.rows),
+        None if chunk.weight is None else host(chunk.weight),
+    )  # fmt: skip
+
+
 def _ids_getter(
     ids: list[pa.Array], keep: np.ndarray[Any, Any] | None
 ) -> Callable[[np.ndarray[Any, Any]], list[Any]] | None:
     if not ids:
         return None
 
-    def ids_of(positions: np.ndarray[Any, Any]) -> list[Any]:
+    def ids_of(positions: Any) -> list[Any]:
+        positions = backends.to_numpy(positions)  # (the few worst rows' positions, from the device)
         if keep is not None:
             positions = np.flatnonzero(keep)[positions]
         column = _concat_ids(ids)

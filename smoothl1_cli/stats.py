@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from smoothl1_cli import backends
 from smoothl1_cli.sketch import QuantileSketch, field_values, same_fields, same_value
 
 FloatArray = np.ndarray[Any, Any]
@@ -421,7 +422,9 @@ class WorstRows:
         else:
             picked = _largest(loss, self.k)
         ids = tuple(ids_of(picked)) if ids_of is not None else ()
-        return self.merge(WorstRows(self.k, loss[picked], rows[picked], prediction[picked], actual[picked], ids))
+        host = backends.to_numpy  # only the k picked rows come back from a device
+        picks = (host(loss[picked]), host(rows[picked]), host(prediction[picked]), host(actual[picked]))
+        return self.merge(WorstRows(self.k, *picks, ids))
 
     def __eq__(self, other: object) -> bool:
         return same_fields(self, other)

@@ -10,6 +10,7 @@ import sys
 import types
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -37,12 +38,13 @@ def evaluate_sources(
     plan = plan_columns(sources[0], options)
     for source in sources:
         check_source(source, plan)
+    pieces = cut_pieces(sources)
     job = Job(
-        options,
+        replace(options, backend=_backend(options.backend, pieces)),
         plan,
         tuple(source.label for source in sources),
         tuple(source.format for source in sources),
-        cut_pieces(sources),
+        pieces,
     )
     progress = _progress_of(sources)
     if options.engine == "dask":
@@ -53,6 +55,13 @@ def evaluate_sources(
     from smoothl1_cli.engines.local import reduce_locally
 
     return _finished(job, reduce_locally(job, sources, sink, progress))
+
+
+def _backend(name: str, pieces: Sequence[Piece]) -> str:
+    """'auto' decided once for the whole job, from the footers' row counts (or the inputs' bytes)."""
+    counts = [piece.rows for piece in pieces]
+    rows = None if None in counts else sum(count or 0 for count in counts)
+    return backends.choose(name, rows, sum(piece.size or 0 for piece in pieces))
 
 
 def _finished(job: Job, states: Sequence[RunState]) -> Report:
@@ -85,7 +94,8 @@ def reduce_piece(
     state = RunState.empty(job.plan, job.options, piece.input, first_row)
     xp = backends.namespace(job.options.backend)
     try:
-        with np.errstate(all="ignore"):  # inf and NaN are handled (and reported) explicitly, not warned about
+        # inf and NaN are handled (and reported) explicitly, not warned about
+        with np.errstate(all="ignore"), backends.device_memory(job.options.chunk_rows):
             for block in aligned(_blocks(source, piece, job, state), job.options.chunk_rows):
                 state.update(block, xp, sink)
     except RowError as exc:

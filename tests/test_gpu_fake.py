@@ -1,0 +1,223 @@
+"""--backend cupy on the CPU: a fake device (tests/gpu_support.py) stands in for CuPy, so these run
+everywhere and prove the device path is taken, that no per-row array comes back (but for per-row
+output and --group-by), that results agree with NumPy's and a float64 reference, and every error path."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from smoothl1_cli import backends, smooth_l1
+from smoothl1_cli.api import evaluate
+from smoothl1_cli.cli import cli
+from smoothl1_cli.errors import InputError
+from smoothl1_cli.options import Options
+from smoothl1_cli.plan import plan_columns
+from smoothl1_cli.readers import source_from_table
+from smoothl1_cli.state import Block, RunState
+from tests.gpu_support import DeviceArray, FakeDevice, load_gpu_check
+
+ROWS = 150_000  # three chunks of 65,536, the last one short
+SHORTEST = ROWS - 2 * 65_536  # a copy back this long is of a per-row array (the sketch's counts are ~5,000 here)
+
+
+gpu_check = load_gpu_check()
+
+
+@pytest.fixture
+def device(monkeypatch: pytest.MonkeyPatch) -> FakeDevice:
+    fake = FakeDevice()
+    monkeypatch.setattr(backends, "_cupy", lambda: fake)
+    return fake
+
+
+def _reference(table: pa.Table, beta: float) -> list[float]:
+    """Each row's Smooth L1 in plain Python floats."""
+    out = []
+    for y, p in zip(table["y"].to_pylist(), table["pred"].to_pylist(), strict=True):
+        d = abs(p - y)
+        out.append(0.5 * d * d / beta if d < beta else d - 0.5 * beta)
+    return out
+
+
+def test_the_device_path_keeps_per_row_arrays_there_and_matches_a_float64_reference(device):
+    table = gpu_check.table_of(ROWS).select(["y", "pred"])
+    report = evaluate(table, "y", "pred", backend="cupy", beta=0.5).to_dict()
+    losses = _reference(table, 0.5)
+    result = report["results"][0]
+    assert result["mean"] == pytest.approx(math.fsum(losses) / ROWS, rel=1e-12)
+    assert result["sum"] == pytest.approx(math.fsum(losses), rel=1e-12)
+    assert result["max"] == max(losses)
+    assert result["min"] == min(losses)
+    assert result["std"] == pytest.approx(float(np.std(np.array(losses))), rel=1e-10)
+    diffs = [abs(p - y) for y, p in zip(table["y"].to_pylist(), table["pred"].to_pylist(), strict=True)]
+    assert result["mae"] == pytest.approx(math.fsum(diffs) / ROWS, rel=1e-12)
+    assert result["rmse"] == pytest.approx(math.sqrt(math.fsum(d * d for d in diffs) / ROWS), rel=1e-12)
+    assert result["linear_fraction"] == sum(d >= 0.5 for d in diffs) / ROWS
+    assert [row["loss"] for row in report["worst_rows"]] == sorted(losses, reverse=True)[:5]
+    assert device.copies_there == [65_536, 65_536] * 2 + [SHORTEST] * 2  # y and pred, once a chunk
+    assert device.per_row_copies_back(SHORTEST) == []  # only the state's numbers came back
+
+
+@pytest.mark.parametrize("name", list(gpu_check.CASES))
+def test_every_statistic_agrees_with_numpy(device, name):
+    """Every option of the check script: the whole report within a relative 1e-12 of NumPy's."""
+    assert gpu_check.check_case(name, ROWS, gpu_check.CASES[name]) == []
+    per_row = device.per_row_copies_back(SHORTEST)
+    if "group_by" in gpu_check.CASES[name] or gpu_check.CASES[name].get("exact_quantiles"):
+        assert per_row  # GroupStats reduces on the host; exact quantiles keep every loss there
+    else:
+        assert per_row == []
+
+
+def test_the_bootstrap_runs_on_the_device(device):
+    """The weights are drawn there: the replicates' sums (results x replicates) come back, not the rows."""
+    table = gpu_check.table_of(ROWS).select(["y", "pred"])
+    evaluate(table, "y", "pred", backend="cupy", ci=0.95, bootstrap=100)
+    assert device.per_row_copies_back(SHORTEST) == []
+    assert device.copies_back.count(100) >= 3 * 2  # each chunk's sums and weights
+
+
+def test_per_row_output_copies_the_losses_back(device, tmp_path):
+    table = gpu_check.table_of(ROWS).select(["y", "pred"])
+    evaluate(table, "y", "pred", backend="cupy", per_row=str(tmp_path / "rows.csv"))
+    assert device.per_row_copies_back(SHORTEST) == [65_536, 65_536, SHORTEST]  # each chunk's losses, once
+    lines = (tmp_path / "rows.csv").read_text().splitlines()
+    assert len(lines) == ROWS + 1
+    assert [float(line.split(",")[1]) for line in lines[1:4]] == _reference(table.slice(0, 3), 1.0)
+
+
+def test_smooth_l1_on_device_arrays_stays_there(device):
+    pred, target = device.asarray(np.array([0.5, 1.5, 2.5, 9.0])), device.asarray(np.array([1.0, 2.0, 3.0, 1.0]))
+    mean = smooth_l1(pred, target)
+    assert isinstance(mean, DeviceArray)
+    assert mean.shape == ()
+    assert float(mean) == (0.125 * 3 + 7.5) / 4
+    terms = smooth_l1(pred, target, reduction="none")
+    assert isinstance(terms, DeviceArray)
+    assert terms.get().tolist() == [0.125, 0.125, 0.125, 7.5]
+    assert device.copies_back == [4]  # the get() above, nothing else
+
+
+def test_mixing_host_and_device_arrays_is_refused_as_cupy_does(device):
+    with pytest.raises(TypeError, match="host array met a device array"):
+        np.add(device.asarray(np.ones(3)), np.ones(3))
+
+
+def _fake_cupy(monkeypatch: pytest.MonkeyPatch, count: Any) -> types.ModuleType:
+    """A `cupy` module whose CUDA runtime reports `count` devices (or raises it)."""
+
+    def device_count() -> int:
+        if isinstance(count, BaseException):
+            raise count
+        return int(count)
+
+    class OutOfMemoryError(MemoryError):
+        pass
+
+    cupy = types.ModuleType("cupy")
+    cupy.cuda = types.SimpleNamespace(  # type: ignore[attr-defined]
+        runtime=types.SimpleNamespace(getDeviceCount=device_count),
+        memory=types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError),
+    )
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    return cupy
+
+
+class CUDARuntimeError(RuntimeError):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+
+
+def _eval(tmp_path: Path, *extra: str) -> Any:
+    path = tmp_path / "data.csv"
+    path.write_text("y,pred\n1,2\n3,5\n")
+    return CliRunner().invoke(cli, ["eval", str(path), "-t", "y", "-p", "pred", "--backend", "cupy", *extra])
+
+
+def test_no_cupy_exits_2_with_the_install_command(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy raises ImportError
+    result = _eval(tmp_path)
+    assert result.exit_code == 2
+    assert "needs CuPy, which is not installed" in result.stderr
+    assert "pip install 'smoothl1[gpu-cuda12]' (CUDA 12) or 'smoothl1[gpu-cuda13]' (CUDA 13)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("count", "says"),
+    [
+        (0, "CUDA sees no GPU on this machine"),
+        (CUDARuntimeError(100, "cudaErrorNoDevice: no CUDA-capable device is detected"), "CUDA sees no GPU"),
+        (
+            CUDARuntimeError(35, "cudaErrorInsufficientDriver: CUDA driver version is insufficient"),
+            "the NVIDIA driver is too old for this CuPy",
+        ),
+        (CUDARuntimeError(999, "cudaErrorUnknown"), "CUDA could not start (CUDARuntimeError: cudaErrorUnknown)"),
+    ],
+)
+def test_no_device_or_an_old_driver_exits_2_saying_which(monkeypatch, tmp_path, count, says):
+    _fake_cupy(monkeypatch, count)
+    result = _eval(tmp_path)
+    assert result.exit_code == 2
+    assert says in result.stderr
+    assert "pip install 'smoothl1[gpu-cuda12]'" in result.stderr
+
+
+def test_device_out_of_memory_exits_2_suggesting_smaller_chunks(monkeypatch, tmp_path):
+    cupy = _fake_cupy(monkeypatch, 1)
+    fake = FakeDevice()
+
+    def asarray(value: Any, dtype: Any = None) -> Any:
+        raise cupy.cuda.memory.OutOfMemoryError("out of memory allocating 8,000,000,000 bytes")
+
+    fake.asarray = asarray  # type: ignore[method-assign]
+    monkeypatch.setattr(backends, "_cupy", lambda: fake)
+    result = _eval(tmp_path, "--chunk-rows", "1000000000")
+    assert result.exit_code == 2
+    assert "the GPU ran out of memory with --chunk-rows 1000000000" in result.stderr
+    assert "--chunk-rows 125000000" in result.stderr
+
+
+def test_auto_takes_cupy_only_for_large_work_on_a_machine_with_a_device(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    assert backends.choose("auto", backends.AUTO_MIN_ROWS, None) == "numpy"  # no CuPy
+    _fake_cupy(monkeypatch, 0)
+    assert backends.choose("auto", backends.AUTO_MIN_ROWS, None) == "numpy"  # no device
+    _fake_cupy(monkeypatch, 1)
+    assert backends.choose("auto", backends.AUTO_MIN_ROWS, None) == "cupy"
+    assert backends.choose("auto", backends.AUTO_MIN_ROWS - 1, None) == "numpy"  # small: not worth a start
+    assert backends.choose("auto", None, backends.AUTO_MIN_BYTES) == "cupy"  # text: its bytes decide
+    assert backends.choose("auto", None, None) == "numpy"
+    assert backends.choose("numpy", 10**12, None) == "numpy"
+
+
+def test_auto_on_small_input_never_imports_cupy(monkeypatch, device):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    table = pa.table({"y": [1.0, 2.0], "pred": [1.5, 2.0]})
+    assert evaluate(table, "y", "pred", backend="auto").results[0].value == 0.0625
+    assert device.copies_there == []
+
+
+def test_a_state_reduced_on_the_device_pickles_with_host_arrays_only(device):
+    options = Options(target=("y",), pred=("pred",), backend="cupy", ci=0.9, bootstrap=8)
+    table = gpu_check.table_of(2_000)
+    plan = plan_columns(source_from_table(table, "<t>"), options)
+    state = RunState.empty(plan, options, 0, 0)
+    state.update(Block({name: table[name].to_numpy() for name in plan.numeric}, [], [], 2_000), device)
+    assert b"gpu_support" not in pickle.dumps(state)  # no device array in it
+
+
+def test_namespace_errors_are_input_errors(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    with pytest.raises(InputError, match="--backend cupy needs CuPy"):
+        backends.namespace("cupy")
