@@ -52,11 +52,9 @@ def partitions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 CASES = [
-    ["-p", "a", "--nan-policy", "omit"],
-    ["-p", "a,b", "--nan-policy", "omit", "--group-by", "g", "-w", "w", "--id", "key"],
-    ["-t", "y,z", "-p", "a,c", "--nan-policy", "propagate", "--multioutput", "row-sum"],
+    ["-p", "a,b", "--nan-policy", "omit", "--group-by", "g", "-w", "w", "--id", "key", "--loss", "huber"],
+    ["-t", "y,z", "-p", "a,c", "--nan-policy", "propagate", "--multioutput", "row-sum", "--reduction", "sum"],
     ["-p", "b", "--ci", "0.9", "--bootstrap", "40", "--exact-quantiles", "--top", "3"],
-    ["-p", "a", "--loss", "huber", "--delta", "0.5", "--nan-policy", "omit", "--reduction", "sum"],
 ]
 
 
