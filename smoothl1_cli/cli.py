@@ -360,6 +360,10 @@ def eval_command(ctx: click.Context, /, inputs: tuple[str, ...], fmt: str, outpu
         signal.signal(signum, _terminate)
     from dataclasses import replace
 
+    from smoothl1_cli.engines.local import keep_freed_memory
+
+    keep_freed_memory()  # this process only evaluates: its chunks reuse the memory freed by the last
+
     from smoothl1_cli.api import open_all, run
     from smoothl1_cli.options import Options
     from smoothl1_cli.output import atomic_output, refuse_overwriting

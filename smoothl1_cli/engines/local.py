@@ -23,7 +23,9 @@ from smoothl1_cli.plan import Job, Piece
 from smoothl1_cli.readers import Source
 from smoothl1_cli.state import RowSink, RunState
 
-POOL_MIN_BYTES = 64 << 20  # below this, starting the pool (about 0.4 s) costs more than it saves
+POOL_MIN_BYTES = 64 << 20  # the pool's start (about 0.4 s) pays for itself from about this much input ...
+POOL_MIN_PIECES = 8  # ... in this many pieces or more
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _KEPT_BYTES = -1, -3, 256 << 20  # glibc's mallopt parameters (malloc.h)
 
 
 def machine_cores() -> int:
@@ -35,10 +37,20 @@ def reduce_locally(job: Job, sources: Sequence[Source], sink: RowSink | None, pr
     """Every piece's state, in index order."""
     workers = min(job.options.workers or machine_cores(), len(job.pieces))
     here = sink is not None or not all(source.reopenable for source in sources) or job.options.labels is not None
-    small = job.options.workers is None and sum(piece.size or 0 for piece in job.pieces) < POOL_MIN_BYTES
-    if workers <= 1 or here or small:
+    if workers <= 1 or here or (job.options.workers is None and not _pool_pays(job)):
         return _in_process(job, sources, sink)
     return _in_pool(job, workers, progress)
+
+
+def _pool_pays(job: Job) -> bool:
+    """Whether the pool, unasked, saves more than its start costs (measured, BENCHMARKS.md): with the
+    bootstrap (about 7 ns a row and replicate) from two pieces on; else for many pieces of much input,
+    whose per-piece work (opening, decoding, statistics) runs side by side. A few large Parquet pieces
+    are as fast here: their decoding already runs on all of Arrow's threads."""
+    if job.options.ci is not None:
+        return True
+    size = sum(piece.size or 0 for piece in job.pieces)
+    return len(job.pieces) >= POOL_MIN_PIECES and size >= POOL_MIN_BYTES
 
 
 def _in_process(job: Job, sources: Sequence[Source], sink: RowSink | None) -> list[RunState]:
@@ -113,6 +125,22 @@ def _told(progress: Progress, piece: Piece, future: Future[RunState]) -> None:
 def _ignore_interrupts() -> None:
     """Ctrl-C reaches the whole process group: the command handles it, and stops the workers."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_freed_memory()
+
+
+def keep_freed_memory() -> None:
+    """Let glibc keep freed memory for the next chunk instead of handing it back to the system and
+    faulting it in again: each chunk's temporaries are the same few sizes, so a 5M-row Parquet file
+    took 74,000 page faults, and 8,700 with this (0.62-0.81 s -> 0.50-0.55 s, BENCHMARKS.md). For
+    processes that only evaluate (the command, the pool's workers); elsewhere (no glibc) nothing."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):
+        return
+    for parameter in (_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD):
+        mallopt(parameter, _KEPT_BYTES)
 
 
 def _stop(pool: ProcessPoolExecutor | None) -> None:
