@@ -233,10 +233,13 @@ def run(sources: list[Any], settings: Options) -> Report:
             sources = with_labels(sources, label_source, settings.target, on)
         sink = None
         if per_row is not None and settings.engine != "dask":  # (Dask's workers write a directory of parts)
-            parquet = per_row.lower().endswith((".parquet", ".pq"))
-            if not (parquet or per_row.lower().endswith(".csv") or per_row == "-"):
+            from smoothl1_cli.readers.fs import name_of, redact
+
+            name = name_of(per_row).lower()
+            parquet = name.endswith((".parquet", ".pq"))
+            if not (parquet or name.endswith(".csv") or per_row == "-"):
                 raise InputError(
-                    f"--per-row {per_row}: name a .csv or .parquet file, or - for stdout "
+                    f"--per-row {redact(per_row)}: name a .csv or .parquet file, or - for stdout "
                     "(a directory of Parquet parts, one per piece, is for --engine dask)"
                 )
             plan = plan_columns(sources[0], settings)

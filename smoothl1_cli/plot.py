@@ -26,8 +26,10 @@ QUADRATIC, LINEAR, BASELINE, TEXT, GRID = "#4c78a8", "#e45756", "#a0a0a0", "#222
 
 def check_path(path: str) -> None:
     """--plot writes SVG only: refuse another extension before anything is read."""
-    if not path.lower().endswith(".svg"):
-        raise InputError(f"--plot {path}: name a .svg file (the plot is SVG)")
+    from smoothl1_cli.readers.fs import name_of, redact
+
+    if not name_of(path).lower().endswith(".svg"):
+        raise InputError(f"--plot {redact(path)}: name a .svg file (the plot is SVG)")
 
 
 def svg(report: Report) -> bytes:

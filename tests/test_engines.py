@@ -164,9 +164,22 @@ def test_ctrl_c_stops_the_workers_and_exits_130(smoothl1_command, tmp_path) -> N
     assert err == b"Interrupted.\n"
     assert out == b""
     deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+    while _in_group(process.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(Path(f"/proc/{pid}/status").exists() for pid in workers)
+    assert not _in_group(process.pid)  # no worker left behind, not even one that was still starting
+
+
+def _in_group(group: int) -> list[int]:
+    """The processes of process group `group` that are still there (zombies aside)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == group:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def test_a_script_without_a_main_guard_runs_on_the_pool(partitions, tmp_path) -> None:

@@ -28,6 +28,7 @@ import pytest
 
 from smoothl1_cli import output, readers
 from smoothl1_cli.errors import InputError
+from smoothl1_cli.plot import check_path
 from smoothl1_cli.readers import fs
 from tests.conftest import eval_json, invoke, table_bytes
 
@@ -475,3 +476,16 @@ def test_a_uri_for_fsspec_without_fsspec_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "fsspec.core", None)  # as if it were not installed
     with pytest.raises(InputError, match=re.escape("http://host/x.csv: reading http:// needs fsspec: pip install")):
         fs.resolve("http://host/x.csv")
+
+
+def test_an_output_uri_is_named_by_its_path_not_its_query(tmp_path) -> None:
+    """A URI's query configures its store: the extension is the path's, and a secret there is hidden."""
+    path = tmp_path / "w.csv"
+    path.write_text("y,pred\n1,0.5\n")
+    refused = invoke(["eval", path, "-t", "y", "-q", "--per-row", "s3://bucket/rows.txt?token=SECRET"])
+    assert refused.exit_code == 2
+    assert "--per-row s3://bucket/rows.txt?token=***: name a .csv or .parquet file" in refused.stderr
+    assert "SECRET" not in refused.stderr
+    check_path("s3://bucket/loss.svg?endpoint_override=127.0.0.1:9000")  # an .svg, whatever the query says
+    with pytest.raises(InputError, match=r"--plot s3://bucket/loss.png\?token=\*\*\*: name a .svg file"):
+        check_path("s3://bucket/loss.png?token=SECRET")

@@ -12,10 +12,12 @@ import functools
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
+from typing import Any
 
 from smoothl1_cli.engines import Progress, count_rows, reduce_piece, script_not_rerun
 from smoothl1_cli.errors import InputError
@@ -25,6 +27,7 @@ from smoothl1_cli.state import RowSink, RunState
 
 POOL_MIN_BYTES = 64 << 20  # the pool's start (about 0.4 s) pays for itself from about this much input ...
 POOL_MIN_PIECES = 8  # ... in this many pieces or more
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _KEPT_BYTES = -1, -3, 256 << 20  # glibc's mallopt parameters (malloc.h)
 
 
@@ -102,12 +105,16 @@ def _in_pool(job: Job, workers: int, progress: Progress) -> list[RunState]:
 @contextmanager
 def _starting_workers() -> Iterator[None]:
     """Worker processes (and the fork server and resource tracker behind them) start without the
-    caller's script and with standard error on /dev/null: a worker's answers, errors included, come
-    back pickled, and a Ctrl-C that lands while one is still starting must not print its traceback
-    (or the fork server's) on the user's terminal."""
+    caller's script, with standard error on /dev/null, and without being cut short: a worker's
+    answers, errors included, come back pickled; a Ctrl-C that lands while one is still starting
+    must not print its traceback (or the fork server's) on the user's terminal; and a signal that
+    arrived while the pool was starting a worker (it would not yet know the worker, which could then
+    not be stopped) takes effect once the pool knows every worker."""
     sys.stderr.flush()
     saved, quiet = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(quiet, 2)
+    arrived: list[int] = []
+    held = _hold_signals(arrived)
     try:
         with script_not_rerun():
             yield
@@ -115,6 +122,23 @@ def _starting_workers() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(quiet)
+        for signum, handler in held.items():
+            signal.signal(signum, handler)
+        for signum in arrived[:1]:
+            signal.raise_signal(signum)  # its own handler now: KeyboardInterrupt, or the command's
+
+
+def _hold_signals(arrived: list[int]) -> dict[int, Any]:
+    """Replace the handlers of the signals that end a run by one that notes them; returns the handlers
+    it replaced (none off the main thread, where Python cannot set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    held: dict[int, Any] = {}
+    for signum in HELD_SIGNALS:
+        handler = signal.getsignal(signum)
+        if handler is not None:  # None: a handler Python did not set, left alone
+            held[signum] = signal.signal(signum, lambda number, frame: arrived.append(number))
+    return held
 
 
 def _told(progress: Progress, piece: Piece, future: Future[RunState]) -> None:

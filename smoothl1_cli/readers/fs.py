@@ -45,6 +45,16 @@ def is_uri(spec: str) -> bool:
     return _URI.match(spec) is not None
 
 
+def name_of(spec: str) -> str:
+    """What names a file's format: a URI's path, without the query that may configure its store.
+
+    >>> name_of("s3://bucket/rows.csv?endpoint_override=localhost:9000"), name_of("runs/rows.csv")
+    ('/rows.csv', 'runs/rows.csv')
+    """
+    match = _URI.fullmatch(spec)
+    return spec if match is None else match["path"]
+
+
 def redact(uri: str) -> str:
     """The URI as it may be shown: a `user:password@` and every query value but known settings hidden.
 
