@@ -205,3 +205,18 @@ def test_the_progress_bar_counts_pieces_done_on_the_pool_to_its_total(smoothl1_c
     counts = re.findall(r"([\d.,]+)/([\d.,]+) (kB|MB|rows)", done.stderr.decode())
     assert counts, done.stderr.decode()
     assert counts[-1][0] == counts[-1][1]  # the last frame: everything read
+
+
+def test_where_no_worker_process_can_start_one_process_does_the_work(partitions, monkeypatch) -> None:
+    """A sandbox without POSIX semaphores (no /dev/shm): unasked, the pool gives way to this process;
+    asked for with --workers N, it is an input error that says what to do."""
+    from smoothl1_cli.engines import local
+
+    def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(38, "Function not implemented")
+
+    expected = api.evaluate(partitions, "y", "b", workers=1, ci=0.9, bootstrap=20).to_dict()
+    monkeypatch.setattr(local, "ProcessPoolExecutor", unavailable)
+    assert api.evaluate(partitions, "y", "b", ci=0.9, bootstrap=20).to_dict() == expected  # --ci: the pool pays
+    with pytest.raises(api.InputError, match=r"--workers 2: this system cannot start worker processes .*--workers 1"):
+        api.evaluate(partitions, "y", "b", workers=2)

@@ -42,7 +42,16 @@ def reduce_locally(job: Job, sources: Sequence[Source], sink: RowSink | None, pr
     here = sink is not None or not all(source.reopenable for source in sources) or job.options.labels is not None
     if workers <= 1 or here or (job.options.workers is None and not _pool_pays(job)):
         return _in_process(job, sources, sink)
-    return _in_pool(job, workers, progress)
+    try:
+        return _in_pool(job, workers, progress)
+    except _NoPool as exc:
+        if job.options.workers is not None:
+            raise InputError(f"--workers {job.options.workers}: {exc}; use --workers 1") from exc
+        return _in_process(job, sources, sink)  # unasked: one process does the same work
+
+
+class _NoPool(Exception):
+    """Worker processes cannot be started here."""
 
 
 def _pool_pays(job: Job) -> bool:
@@ -74,7 +83,10 @@ def _in_pool(job: Job, workers: int, progress: Progress) -> list[RunState]:
     pool = None
     try:
         with _starting_workers():
-            pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
+            try:
+                pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
+            except (OSError, ImportError) as exc:  # no POSIX semaphores (/dev/shm), a sandbox without fork
+                raise _NoPool(f"this system cannot start worker processes ({exc})") from exc
         first_rows = job.first_rows()
         if job.options.ci is not None and None in first_rows:
             # The bootstrap weighs each row by its global number, which no footer gives for text: count first.
