@@ -48,7 +48,9 @@ _TABLES: dict[str, Any] = {}  # the Poisson table on each device namespace, copi
 def _table(xp: Any) -> Any:
     if xp is np:
         return _POISSON
-    return _TABLES.setdefault(xp.__name__, xp.asarray(_POISSON))
+    if xp.__name__ not in _TABLES:  # (setdefault would copy it there on every call, to find it kept)
+        _TABLES[xp.__name__] = xp.asarray(_POISSON)
+    return _TABLES[xp.__name__]
 
 
 def poisson_weights(seed: int, rows: Any, replicates: int, first: int = 0, xp: Any = np) -> Any:

@@ -19,7 +19,7 @@ import click
 
 from smoothl1_cli import __version__
 from smoothl1_cli import options as choices
-from smoothl1_cli.errors import ExitCode, InputError, Terminated, printable
+from smoothl1_cli.errors import TERMINATING, ExitCode, InputError, Terminated, printable
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -169,9 +169,6 @@ def cli() -> None:
 
 
 # Signals whose default action ends the process at once, temporary files left behind: handled like Ctrl-C.
-TERMINATING = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM)
-
-
 def _terminate(signum: int, frame: Any) -> NoReturn:
     for other in TERMINATING:  # a second signal must not cut the cleanup short
         signal.signal(other, signal.SIG_IGN)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 
 
 class InputError(ValueError):
@@ -18,6 +19,9 @@ class ExitCode:
     INTERNAL = 3
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     SIGNALLED = 128  # plus the signal's number (SIGTERM: 143), as a shell reports a process a signal ended
+
+
+TERMINATING = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM)  # end a run as Ctrl-C
 
 
 class Terminated(BaseException):

@@ -298,7 +298,7 @@ class RunState:
         # array lives there, and only the accumulators' numbers come back.
         columns = {name: xp.asarray(columns[name]) for name in self.plan.numeric}
         weight = columns[self.plan.weight] if self.plan.weight else None
-        rows = xp.arange(start, start + n, dtype=np.int64) if keep is None else xp.asarray(rows)
+        rows = xp.arange(start, start + n, dtype=np.int64) if keep is None else xp.asarray(rows)  # made there
         ids_of = _ids_getter(block.ids, keep)
         group_codes = self.groups.codes_of(block.groups, keep) if self.groups is not None else None
         losses, chunks = [], []

@@ -475,18 +475,22 @@ def test_bad_value_and_corrupt_file_give_the_local_engines_message(cluster: Any,
             "the workers write the per-row losses as a directory",
         ),
         (["{pq}", "-t", "y", "--reduction", "none", "-o", "{out}/r.json"], None, "the workers write the per-row"),
+        (["{pq}", "-t", "y", "--per-row", "s3://KEY:SECRET@bucket/rows"], None, "--per-row s3://***@bucket/rows: "),
     ],
-    ids=["stdin", "labels row by row", "per-row file", "reduction none"],
+    ids=["stdin", "labels row by row", "per-row file", "reduction none", "per-row on a store"],
 )
 def test_what_cannot_be_shipped_is_refused_before_connecting(
-    data: Path, tmp_path: Path, args: list[str], stdin: bytes | None, message: str
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], stdin: bytes | None, message: str
 ) -> None:
+    monkeypatch.chdir(tmp_path)
     unreachable = f"tcp://127.0.0.1:{free_port()}"  # refused before any connection is tried
     filled = [arg.format(pq=data / "pq", labels=data / "labels.csv", out=tmp_path) for arg in args]
     result = invoke(["eval", *filled, "--engine", "dask", "--scheduler", unreachable], input=stdin)
     assert result.exit_code == 2, result.stderr
     assert message in result.stderr
     assert result.stderr.count("\n") == 1
+    assert "SECRET" not in result.stderr
+    assert not (tmp_path / "s3:").exists()  # no local directory named after the URI
 
 
 def test_an_input_a_worker_cannot_see_is_named_with_the_worker(observer: Any, data: Path, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from smoothl1_cli import api, plan
-from tests.conftest import reference_mean, run_command, table_bytes, within_1e12
+from tests.conftest import invoke, reference_mean, run_command, table_bytes, within_1e12
 
 ROWS = 1200
 
@@ -220,3 +220,24 @@ def test_where_no_worker_process_can_start_one_process_does_the_work(partitions,
     assert api.evaluate(partitions, "y", "b", ci=0.9, bootstrap=20).to_dict() == expected  # --ci: the pool pays
     with pytest.raises(api.InputError, match=r"--workers 2: this system cannot start worker processes .*--workers 1"):
         api.evaluate(partitions, "y", "b", workers=2)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--scheduler", "tcp://127.0.0.1:8786"], "Error: --scheduler names a Dask scheduler: add --engine dask"),
+        (["--workers", "0"], "Invalid value for '--workers': 0 is not in the range x>=1"),
+        (["--engine", "spark"], "Invalid value for '--engine': 'spark' is not one of 'local', 'dask'"),
+        (["--per-row", "losses/"], "(a directory of Parquet parts, one per piece, is for --engine dask)"),
+    ],
+)
+def test_execution_options_are_checked_before_anything_runs(partitions, args, message) -> None:
+    result = invoke(["eval", partitions, "-t", "y", "-p", "b", *args])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert result.stdout == ""
+
+
+def test_the_api_checks_workers_as_the_command_does(partitions) -> None:
+    with pytest.raises(api.InputError, match="--workers must be at least 1, not 0"):
+        api.evaluate(partitions, "y", "b", workers=0)

@@ -85,6 +85,8 @@ def test_the_bootstrap_runs_on_the_device(device):
     evaluate(table, "y", "pred", backend="cupy", ci=0.95, bootstrap=100)
     assert device.per_row_copies_back(SHORTEST) == []
     assert device.copies_back.count(100) >= 3 * 2  # each chunk's sums and weights
+    # y and pred of the two full chunks, and at most one copy of the 65,536-entry Poisson table (kept there)
+    assert device.copies_there.count(65_536) <= 2 * 2 + 1
 
 
 def test_per_row_output_copies_the_losses_back(device, tmp_path):

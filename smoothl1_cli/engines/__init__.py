@@ -109,7 +109,8 @@ def count_rows(piece: Piece, job: Job) -> int:
     """A piece's rows, read for nothing else: where no footer says and row numbers must be global first."""
     source = open_input(job, piece.input)
     try:
-        return sum(batch.num_rows for batch in source.batches(job.plan.columns[:1], set(), job.options.chunk_rows))
+        batches = source.batches(job.plan.columns[:1], set(), job.options.chunk_rows, piece.groups)
+        return sum(batch.num_rows for batch in batches)
     finally:
         source.close()
 

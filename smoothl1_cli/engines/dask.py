@@ -33,6 +33,7 @@ from smoothl1_cli.engines import Progress, count_rows, reduce_piece, script_not_
 from smoothl1_cli.errors import InputError
 from smoothl1_cli.plan import Job, Piece
 from smoothl1_cli.readers import Source
+from smoothl1_cli.readers.fs import is_uri, redact
 from smoothl1_cli.state import RunState
 
 INSTALL = "pip install 'smoothl1[dask]'"
@@ -209,7 +210,7 @@ def _relocated(job: Job, number: int, cwd: str) -> tuple[Job, dict[str, str]]:
     given: dict[str, str] = {}
 
     def moved(path: str) -> str:
-        if os.path.isabs(path) or "://" in path:
+        if os.path.isabs(path) or is_uri(path):
             return path
         absolute = os.path.join(cwd, path)
         given[absolute] = path
@@ -231,7 +232,7 @@ def _missing(job: Job, number: int, given: dict[str, str]) -> str | None:
     """Why a worker cannot read an input that the client can: it does not see the same files."""
     paths = [job.inputs[number], *([job.options.labels] if job.options.labels is not None else [])]
     for path in paths:
-        if "://" not in path and not os.path.exists(path):
+        if not is_uri(path) and not os.path.exists(path):
             from distributed import get_worker
 
             return (
@@ -310,6 +311,11 @@ def _parts_target(path: str, job: Job) -> Path:
             "stdout (--per-row -, --reduction none): pass --per-row DIR for a directory of Parquet files, "
             "or use --engine local"
         )
+    if is_uri(path):
+        raise InputError(
+            f"--per-row {redact(path)}: with --engine dask the workers write the per-row losses into a local "
+            "directory that every worker sees; a store is not one yet: name such a directory"
+        )
     target = Path(path)
     if path.lower().endswith((".csv", ".parquet", ".pq")) or (target.exists() and not target.is_dir()):
         raise InputError(
@@ -318,7 +324,7 @@ def _parts_target(path: str, job: Job) -> Path:
         )
     inside = target.resolve()
     for given in job.inputs:
-        if "://" not in given and inside in Path(given).resolve().parents:
+        if not is_uri(given) and inside in Path(given).resolve().parents:
             raise InputError(
                 f"--per-row {path} holds input {given}: its part files would be read as inputs next time; "
                 "name another directory"
@@ -494,9 +500,7 @@ def _installed_version() -> str:
 def _check_versions(cluster: _Cluster) -> None:
     """Workers must run this very smoothl1: a state pickled by another version may not merge, or may
     merge into another report."""
-    import smoothl1_cli
-
-    ours = smoothl1_cli.__version__
+    ours = _installed_version()
     try:
         theirs: dict[str, str] = cluster.client.run(_installed_version)
     except Exception as exc:  # smoothl1 missing on a worker: its function does not even unpickle there

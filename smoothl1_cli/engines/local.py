@@ -20,14 +20,13 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from smoothl1_cli.engines import Progress, count_rows, reduce_piece, script_not_rerun
-from smoothl1_cli.errors import InputError
+from smoothl1_cli.errors import TERMINATING, InputError
 from smoothl1_cli.plan import Job, Piece
 from smoothl1_cli.readers import Source
 from smoothl1_cli.state import RowSink, RunState
 
 POOL_MIN_BYTES = 64 << 20  # the pool's start (about 0.4 s) pays for itself from about this much input ...
 POOL_MIN_PIECES = 8  # ... in this many pieces or more
-HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _KEPT_BYTES = -1, -3, 256 << 20  # glibc's mallopt parameters (malloc.h)
 
 
@@ -146,7 +145,7 @@ def _hold_signals(arrived: list[int]) -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}
     held: dict[int, Any] = {}
-    for signum in HELD_SIGNALS:
+    for signum in (signal.SIGINT, *TERMINATING):
         handler = signal.getsignal(signum)
         if handler is not None:  # None: a handler Python did not set, left alone
             held[signum] = signal.signal(signum, lambda number, frame: arrived.append(number))

@@ -26,13 +26,13 @@ from smoothl1_cli.readers import fs, text
 from smoothl1_cli.readers.arrow import open_ipc, open_parquet, source_from_table
 from smoothl1_cli.readers.detect import EXTENSIONS, compression, is_data_file, named_format, sniff_format
 from smoothl1_cli.readers.jsonl import open_jsonl
-from smoothl1_cli.readers.numbers import beyond_exact_integers, first_unparsable, is_numeric, to_float64, to_int64
+from smoothl1_cli.readers.numbers import beyond_exact_integers, first_unparsable, to_float64, to_int64
 from smoothl1_cli.readers.source import READ_ERRORS, Inferred, Input, Prefixed, Source, describe
 from smoothl1_cli.readers.text import BLOCK_BYTES, PARSE_BLOCK_BYTES, newline_counter, open_delimited, pread_counter
 
 __all__ = [
     "BLOCK_BYTES", "EXTENSIONS", "PARSE_BLOCK_BYTES", "READERS", "TEXT_FORMATS", "TYPED_FORMATS", "Source",
-    "beyond_exact_integers", "expand_inputs", "first_unparsable", "is_numeric", "open_lazily", "open_source",
+    "beyond_exact_integers", "expand_inputs", "first_unparsable", "open_lazily", "open_source",
     "source_from_table", "to_float64", "to_int64",
 ]  # fmt: skip
 
@@ -296,7 +296,7 @@ def _expand_local(spec: str) -> tuple[str, list[str]] | None:
     path = Path(spec)
     if spec != "-" and path.is_dir():
         return "directory", sorted(_dataset_files(path))
-    if spec != "-" and not path.exists() and any(char in spec for char in "*?["):
+    if spec != "-" and any(char in spec for char in "*?[") and not path.exists():
         return "pattern", sorted({p for p in _glob(spec) if Path(p).is_file()})
     return None
 

@@ -62,8 +62,11 @@ def open_jsonl(opened: Input) -> Source:
                 where = _locate_json_error(bytes(block), numeric_columns, reader, exc)
                 raise InputError(f"{label}: {where}") from exc
 
+            lines: list[bytes] = []  # the block's records, a row each: split once, only if a value needs them
+
             def numbers(name: str, rows: np.ndarray[Any, Any]) -> list[Any]:
-                lines = [line for line in bytes(block).split(b"\n") if line.strip()]  # a row each
+                if not lines:
+                    lines.extend(line for line in bytes(block).split(b"\n") if line.strip())
                 return [json.loads(lines[row]).get(name) for row in rows]
 
             return mark_rounded_integers(table, numbers)
