@@ -75,6 +75,87 @@ def _cupy() -> Any:
     return cupy
 
 
+class Feed:
+    """How a piece's rows reach a backend's arrays: NumPy takes the reader's arrays as they are, one chunk
+    at a time (`batch_rows`), in this thread."""
+
+    read_ahead = 0  # batches a reader thread prepares while this one is reduced
+
+    def __init__(self, xp: Any) -> None:
+        self.xp = xp
+
+    def batch_rows(self, chunk_rows: int) -> int:
+        """Rows handed to one update: whole chunks."""
+        return chunk_rows
+
+    def put(self, columns: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
+        """Host float64 columns as the backend's arrays."""
+        return columns
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Where a piece's work is queued."""
+        yield
+
+
+BATCH_ROWS = 1 << 23  # rows a device reduces at once, at most: 64 MiB a column
+_BATCH_ROW_BYTES = 1024  # device memory a batch may take per row, its temporaries included
+_RING = 2  # pinned host buffers: one is copied to the device while the next batch is written into the other
+
+
+class DeviceFeed(Feed):
+    """A GPU's feed: batches of many chunks (BATCH_ROWS rows, fewer where device memory is short), so a
+    launch does the work of many chunks; each batch's columns staged in one of a small ring of pinned host
+    buffers, allocated once, and copied to the device asynchronously on the feed's stream, where all of the
+    piece's work is queued. A buffer is written again only once the event recorded after its last copy has
+    passed. A reader thread parses the next batch meanwhile (`read_ahead`)."""
+
+    read_ahead = 2
+
+    def __init__(self, xp: Any) -> None:
+        super().__init__(xp)
+        self.stream = xp.cuda.Stream(non_blocking=True)
+        self.buffers: list[np.ndarray[Any, Any] | None] = [None] * _RING
+        self.events: list[Any] = [None] * _RING
+        self.turn = 0
+
+    def batch_rows(self, chunk_rows: int) -> int:
+        free = int(self.xp.cuda.runtime.memGetInfo()[0])
+        rows = min(BATCH_ROWS, free // _BATCH_ROW_BYTES)
+        return max(chunk_rows, rows // chunk_rows * chunk_rows)
+
+    def put(self, columns: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
+        slot = self.turn
+        self.turn = (slot + 1) % _RING
+        if self.events[slot] is not None:
+            self.events[slot].synchronize()  # the buffer's last copy has reached the device: it is free
+        size = sum(values.size for values in columns.values())
+        buffer = self.buffers[slot]
+        if buffer is None or buffer.size < size:  # (the first batch is the largest: allocated once)
+            memory = self.xp.cuda.alloc_pinned_memory(size * 8)
+            buffer = self.buffers[slot] = np.ndarray((size,), np.float64, buffer=memory)
+        out, offset = {}, 0
+        for name, values in columns.items():
+            staged = buffer[offset : offset + values.size]
+            np.copyto(staged, values)
+            out[name] = self.xp.empty(values.size, dtype=np.float64)
+            out[name].set(staged, stream=self.stream)  # asynchronous: pinned memory, on the stream
+            offset += values.size
+        self.events[slot] = self.stream.record()
+        return out
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        with self.stream:
+            yield
+        self.stream.synchronize()
+
+
+def feed(name: str) -> Feed:
+    """The feed of a backend name, 'numpy' or 'cupy'."""
+    return Feed(np) if name == "numpy" else DeviceFeed(_cupy())
+
+
 @contextmanager
 def device_memory(chunk_rows: int) -> Iterator[None]:
     """The device running out of memory becomes an input error that suggests a smaller --chunk-rows."""

@@ -21,7 +21,8 @@ from smoothl1_cli.stats import zero_where_weightless
 Floats = np.ndarray[Any, Any]
 _BLOCK_ROWS = 2048  # rows per weight matrix (the sums' bits depend on it: keep it, or replicates change)
 _BLOCK_REPLICATES = 128  # replicates per weight matrix: 128 x 2048 float64 is 2 MiB, at any --bootstrap
-_DEVICE_BLOCK = 1 << 24  # a device's weight matrix: a chunk's rows by as many replicates as fit 2**24 weights
+_DEVICE_BLOCK = 1 << 24  # a device's weight matrix: up to 2**20 rows by as many replicates as fit 2**24 weights
+_DEVICE_BLOCK_ROWS = 1 << 20
 _MASK16 = np.uint64(0xFFFF)
 
 
@@ -67,11 +68,12 @@ def poisson_weights(seed: int, rows: Any, replicates: int, first: int = 0, xp: A
 
 def _blocks(xp: Any, rows: int) -> tuple[int, int]:
     """Rows and replicates per weight matrix. NumPy keeps its small blocks (the replicates' bits depend on
-    them); a device takes the whole chunk at once, a few launches per chunk, and its sums differ from
-    NumPy's only by rounding (they agree to a relative 1e-12)."""
+    them); a device takes up to 2**20 rows of its batch at once, a few launches per block, and its sums
+    differ from NumPy's only by rounding (they agree to a relative 1e-12)."""
     if xp is np:
         return _BLOCK_ROWS, _BLOCK_REPLICATES
-    return max(rows, 1), max(4, _DEVICE_BLOCK // max(rows, 1) // 4 * 4)
+    block_rows = min(max(rows, 1), _DEVICE_BLOCK_ROWS)
+    return block_rows, max(4, _DEVICE_BLOCK // block_rows // 4 * 4)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

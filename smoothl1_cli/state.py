@@ -58,8 +58,8 @@ class Block:
     def slice(self, start: int, length: int) -> Block:
         return Block(
             {name: values[start : start + length] for name, values in self.columns.items()},
-            [ids.slice(start, length) for ids in self.ids],
-            [groups.slice(start, length) for groups in self.groups],
+            _sliced(self.ids, start, length),
+            _sliced(self.groups, start, length),
             length,
             {name: mask[start : start + length] for name, mask in self.missing.items()},
         )
@@ -79,6 +79,18 @@ class Block:
                 for name in dict.fromkeys(name for b in blocks for name in b.missing)
             },
         )
+
+
+def _sliced(parts: list[pa.Array], start: int, length: int) -> list[pa.Array]:
+    """Rows start .. start + length of the arrays `parts` one after another (a block joined from several
+    holds one array of each)."""
+    out = []
+    for part in parts:
+        if length > 0 and start < len(part):
+            out.append(part.slice(start, min(length, len(part) - start)))
+            length -= len(out[-1])
+        start = max(0, start - len(part))
+    return out or [part.slice(0, 0) for part in parts[:1]]
 
 
 def aligned(blocks: Iterator[Block], chunk_rows: int) -> Iterator[Block]:
@@ -271,15 +283,47 @@ class RunState:
             [[input, 0]],
         )
 
-    def update(self, block: Block, xp: Any, sink: RowSink | None = None) -> None:
-        """Fold one chunk into every accumulator (and the per-row sink)."""
+    def update(self, block: Block, feed: backends.Feed, sink: RowSink | None = None) -> None:
+        """Fold in a block of whole chunks of `chunk_rows` rows (the last may be shorter), and write its rows
+        to the per-row sink. NumPy is handed one chunk at a time; a device a batch of many, whose full
+        chunks it reduces at once, chunk by chunk (ChunkRows), unless rows leave some of them (omitted, or
+        of weight 0): then one chunk after another. Either way the chunks are the ones NumPy's are."""
+        size = self.options.chunk_rows
+        full = block.rows // size if block.rows > size else 0
+        head = full * size
+        if full:
+            batch = block if head == block.rows else block.slice(0, head)
+            finite = self._finite(batch)
+            if self._keeps_every_row(batch, finite):
+                self._reduce(batch, finite, full, feed, sink)
+            else:
+                for start in range(0, head, size):
+                    self._reduce(batch.slice(start, size), finite[start : start + size], 1, feed, sink)
+        if head < block.rows:
+            tail = block.slice(head, block.rows - head) if head else block
+            self._reduce(tail, self._finite(tail), 1, feed, sink)
+
+    def _finite(self, block: Block) -> np.ndarray[Any, Any]:
+        """The rows whose every numeric value is finite."""
+        finite = np.ones(block.rows, dtype=bool)
+        for name in self.plan.numeric:
+            finite &= np.isfinite(block.columns[name])
+        return finite
+
+    def _keeps_every_row(self, block: Block, finite: np.ndarray[Any, Any]) -> bool:
+        """No row of the block is omitted, and none has weight 0 (each would leave its chunk shorter)."""
+        kept = self.options.nan_policy != "omit" or bool(finite.all())
+        return kept and (self.plan.weight is None or bool(block.columns[self.plan.weight].all()))
+
+    def _reduce(
+        self, block: Block, finite: np.ndarray[Any, Any], chunks: int, feed: backends.Feed, sink: RowSink | None
+    ) -> None:
+        """Fold `chunks` chunks of equal length (rows omitted from them aside) into every accumulator."""
+        xp = feed.xp
         start, n = self.rows, block.rows
         self.rows += n
         self.inputs[-1][1] += n
         columns = block.columns
-        finite = np.ones(n, dtype=bool)
-        for name in self.plan.numeric:
-            finite &= np.isfinite(columns[name])
         bad_rows = n - int(np.count_nonzero(finite))
         if bad_rows:
             self._note_bad(start, block, finite, bad_rows)
@@ -296,12 +340,12 @@ class RunState:
             self._check_weights(columns[self.plan.weight], rows)
         # Each numeric column goes to the device once (NumPy: the same arrays); from here every per-row
         # array lives there, and only the accumulators' numbers come back.
-        columns = {name: xp.asarray(columns[name]) for name in self.plan.numeric}
+        columns = feed.put({name: columns[name] for name in self.plan.numeric})
         weight = columns[self.plan.weight] if self.plan.weight else None
         rows = xp.arange(start, start + n, dtype=np.int64) if keep is None else xp.asarray(rows)  # made there
         ids_of = _ids_getter(block.ids, keep)
         group_codes = self.groups.codes_of(block.groups, keep) if self.groups is not None else None
-        losses, chunks = [], []
+        losses, results = [], []
         parameter = self.options.parameter
         with np.errstate(invalid="ignore", over="ignore"):
             for index, (pred, target) in enumerate(self.plan.pairs):
@@ -316,14 +360,15 @@ class RunState:
                     loss, abs_diff, None, linear, rows, weight,
                     columns[pred], columns[target], ids_of,
                 )  # fmt: skip
-                self.stats[index] = self.stats[index].update(chunk)
+                self.stats[index] = self.stats[index].update(chunk, chunks)
                 if self.groups is not None:
                     assert group_codes is not None
-                    self.groups.update(index, group_codes, _on_host(chunk))
+                    for codes, part in _by_chunk(group_codes, _on_host(chunk), chunks):
+                        self.groups.update(index, codes, part)
                 losses.append(loss)
-                chunks.append(chunk)
+                results.append(chunk)
             if self.row_sum is not None:
-                self.row_sum = self.row_sum.update(_row_sum(chunks))
+                self.row_sum = self.row_sum.update(_row_sum(results), chunks)
             if self.boot is not None:
                 assert self.first_row is not None, "the bootstrap weighs rows by their global number"
                 self.boot = self.boot.update(rows + self.first_row, losses, weight, xp)
@@ -582,6 +627,21 @@ def _on_host(chunk: Chunk) -> Chunk:
         host(chunk.loss), host(chunk.abs_diff), None, host(chunk.linear), host(chunk.rows),
         None if chunk.weight is None else host(chunk.weight),
     )  # fmt: skip
+
+
+def _by_chunk(codes: np.ndarray[Any, Any], chunk: Chunk, chunks: int) -> Iterator[tuple[np.ndarray[Any, Any], Chunk]]:
+    """A batch's group codes and per-row arrays, chunk by chunk: GroupStats reduces a chunk at a time, on
+    the host, as it does for NumPy."""
+    if chunks == 1:
+        yield codes, chunk
+        return
+    size = codes.size // chunks
+    for start in range(0, codes.size, size):
+        part = slice(start, start + size)
+        yield codes[part], Chunk(
+            chunk.loss[part], chunk.abs_diff[part], None, chunk.linear[part], chunk.rows[part],
+            None if chunk.weight is None else chunk.weight[part],
+        )  # fmt: skip
 
 
 def _ids_getter(

@@ -164,6 +164,44 @@ class GroupRows(AllRows):
         return np.repeat(per_result, self.lengths) if isinstance(per_result, np.ndarray) else per_result
 
 
+class ChunkRows(AllRows):
+    """Reductions per chunk of a batch of `chunks` chunks of equal length, one value for each chunk, in
+    order: the batch viewed as a (chunks, rows) matrix and reduced along its rows, one launch for all the
+    chunks. A device reduces a batch so; each chunk's partials then merge on the host in chunk order
+    (`LossStats.update`), as that chunk's own update would have merged them."""
+
+    def __init__(self, chunks: int, rows: int) -> None:
+        self.shape = (chunks, rows // chunks)
+        self.count = float(rows // chunks)
+
+    def _matrix(self, values: Any) -> Any:
+        return values.reshape(self.shape)
+
+    def sum(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
+        return self._matrix(values).sum(axis=1)  # type: ignore[no-any-return]
+
+    def max(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
+        return self._matrix(values).max(axis=1)  # type: ignore[no-any-return]
+
+    def min(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
+        return self._matrix(values).min(axis=1)  # type: ignore[no-any-return]
+
+    def highest(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
+        return self.max(values)
+
+    def count_true(self, flags: np.ndarray[Any, Any]) -> FloatArray:  # type: ignore[override]
+        return np.count_nonzero(self._matrix(flags), axis=1).astype(np.float64)  # type: ignore[no-any-return]
+
+    def all(self, flags: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:  # type: ignore[override]
+        return self._matrix(flags).all(axis=1)  # type: ignore[no-any-return]
+
+    def any(self, flags: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:  # type: ignore[override]
+        return self._matrix(flags).any(axis=1)  # type: ignore[no-any-return]
+
+    def spread(self, per_result: Any) -> Any:
+        return np.repeat(per_result, self.shape[1]) if getattr(per_result, "ndim", 0) else per_result
+
+
 _TINY = 2.0**-900  # below this a sum may have lost digits to subnormals (or squares underflowed): scale up
 
 
@@ -517,33 +555,45 @@ class LossStats:
         """Empty statistics that keep no quantile sketch (every other statistic is the same)."""
         return LossStats(top_k, sketch=None)
 
-    def update(self, chunk: Chunk) -> LossStats:
-        """These statistics plus one chunk's (the sketch and worst rows are updated in place of a merge,
-        so a full top-k list screens the chunk with one comparison)."""
+    def update(self, chunk: Chunk, chunks: int = 1) -> LossStats:
+        """These statistics plus those of `chunks` chunks of equal length, one after another (the sketch and
+        worst rows are updated in place of a merge, so a full top-k list screens the chunk with one
+        comparison).
+
+        Several chunks (a device's batch) are reduced at once, per chunk (ChunkRows), and their sums and
+        moments merge here in chunk order: the same partition and merges as one chunk at a time, so the
+        results agree with NumPy's to rounding. Such a batch has no weight-0 rows (they would leave the
+        chunks unequal; RunState hands their batches over a chunk at a time).
+        """
         if chunk.loss.size == 0:
             return self
         rows_read = int(chunk.loss.size)
         keep = _weighted_rows(chunk.weight)
         if keep is not None:
+            assert chunks == 1, "a batch of chunks with weight-0 rows is reduced a chunk at a time"
             chunk = _without_weightless_rows(chunk, keep)
         loss, w = chunk.loss, chunk.weight
         with np.errstate(invalid="ignore", over="ignore"):
-            rows = AllRows(loss.size)
+            rows = AllRows(loss.size) if chunks == 1 else ChunkRows(chunks, loss.size)
             sums = _chunk_sums(chunk, rows)
             moments = Moments.of(loss, w, rows, _plain_sums(sums))
+            lowest, highest = rows.min(loss), rows.highest(loss)
+            if chunks > 1:  # each chunk's few numbers come back, and merge in order
+                sums = {name: _fold(getattr(self, name), total, chunks) for name, total in sums.items()}
+                moments = _fold(self.moments, moments, chunks)
+                lowest, highest = float(np.min(backends.to_numpy(lowest))), float(np.max(backends.to_numpy(highest)))
+            else:
+                sums = {name: getattr(self, name).merge(total) for name, total in sums.items()}
+                moments = self.moments.merge(moments)
             return LossStats(
                 self.top_k,
                 self.count + rows_read,
-                self.loss.merge(sums["loss"]),
-                self.weight.merge(sums["weight"]),
-                self.abs_diff.merge(sums["abs_diff"]),
-                self.sq_diff.merge(sums["sq_diff"]),
-                self.linear.merge(sums["linear"]),
-                self.moments.merge(moments),
-                _nan_or(min, self.min, rows.min(loss)),
-                _nan_or(max, self.max, rows.highest(loss)),
-                None if self.sketch is None else self.sketch.update(loss, w),
-                self._worst_with(chunk),
+                **sums,
+                moments=moments,
+                min=_nan_or(min, self.min, lowest),
+                max=_nan_or(max, self.max, highest),
+                sketch=None if self.sketch is None else self.sketch.update(loss, w),
+                worst=self._worst_with(chunk),
             )
 
     def _sums(self) -> dict[str, ExactSum]:
@@ -616,6 +666,15 @@ def _chunk_sums(chunk: Chunk, rows: AllRows) -> dict[str, ExactSum]:
         "sq_diff": sq_diff,
         "linear": ExactSum.of(chunk.linear, w, rows=rows),  # (a bool array is counted)
     }
+
+
+def _fold(total: Any, partials: Any, chunks: int) -> Any:
+    """`total` (an ExactSum or Moments) merged with each chunk's partial in chunk order: `partials` holds
+    them as fields of one value per chunk (ChunkRows'), or one value for all, brought to the host."""
+    columns = [np.broadcast_to(backends.to_numpy(part), (chunks,)).tolist() for part in field_values(partials)]
+    for values in zip(*columns, strict=True):
+        total = total.merge(type(total)(*values))
+    return total
 
 
 def _plain_sums(sums: dict[str, ExactSum]) -> tuple[Real, Real] | None:

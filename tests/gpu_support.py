@@ -78,11 +78,46 @@ class DeviceArray(np.ndarray):  # type: ignore[type-arg]
     def tolist(self) -> Any:
         raise TypeError("a device array has no tolist: get() it first")
 
+    def set(self, host: np.ndarray[Any, Any], stream: Any = None) -> None:
+        """Copy a host array here, as CuPy's `set` does (asynchronously on `stream`): counted."""
+        self.owner.copies_there.append(host.size)
+        self.view(np.ndarray)[...] = host
+
     def __getitem__(self, key: Any) -> Any:
         return self.owner.wrap(self.view(np.ndarray)[self.owner.host_view(key)])
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self.view(np.ndarray)[self.owner.host_view(key)] = self.owner.host_view(value)
+
+
+class FakeEvent:
+    """An event recorded on a fake stream: it counts the waits on it."""
+
+    def __init__(self, owner: FakeDevice) -> None:
+        self.owner = owner
+
+    def synchronize(self) -> None:
+        self.owner.events_waited += 1
+
+
+class FakeStream:
+    """A CUDA stream: a context manager that records events."""
+
+    def __init__(self, owner: FakeDevice) -> None:
+        self.owner = owner
+        owner.streams += 1
+
+    def __enter__(self) -> FakeStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def record(self) -> FakeEvent:
+        return FakeEvent(self.owner)
+
+    def synchronize(self) -> None:
+        return None
 
 
 class FakeDevice(types.ModuleType):
@@ -93,6 +128,19 @@ class FakeDevice(types.ModuleType):
         self.copies_there: list[int] = []  # sizes of host arrays copied to the device
         self.copies_back: list[int] = []  # sizes of device arrays copied to the host
         self.scalars_back = 0
+        self.free_bytes = 64 << 30
+        self.pinned: list[int] = []  # sizes of the pinned host buffers allocated
+        self.events_waited = 0  # waits on an event before a pinned buffer is written again
+        self.streams = 0
+        self.cuda = types.SimpleNamespace(
+            runtime=types.SimpleNamespace(memGetInfo=lambda: (self.free_bytes, 80 << 30)),
+            Stream=lambda non_blocking=False: FakeStream(self),
+            alloc_pinned_memory=self._alloc_pinned,
+        )
+
+    def _alloc_pinned(self, size: int) -> bytearray:
+        self.pinned.append(size)
+        return bytearray(size)
 
     def per_row_copies_back(self, rows: int) -> list[int]:
         """The copies back of at least `rows` elements: per-row arrays (never a state's few numbers)."""

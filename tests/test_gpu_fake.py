@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import pickle
 import sys
+import threading
 import types
 from pathlib import Path
 from typing import Any
@@ -64,8 +65,11 @@ def test_the_device_path_keeps_per_row_arrays_there_and_matches_a_float64_refere
     assert result["rmse"] == pytest.approx(math.sqrt(math.fsum(d * d for d in diffs) / ROWS), rel=1e-12)
     assert result["linear_fraction"] == sum(d >= 0.5 for d in diffs) / ROWS
     assert [row["loss"] for row in report["worst_rows"]] == sorted(losses, reverse=True)[:5]
-    assert device.copies_there == [65_536, 65_536] * 2 + [SHORTEST] * 2  # y and pred, once a chunk
+    # y and pred, once a batch: the two full chunks as one, then the short one
+    assert device.copies_there == [2 * 65_536] * 2 + [SHORTEST] * 2
     assert device.per_row_copies_back(SHORTEST) == []  # only the state's numbers came back
+    assert device.pinned == [2 * 2 * 65_536 * 8, 2 * SHORTEST * 8]  # a pinned buffer for each of the two turns
+    assert device.events_waited == 0  # (no buffer was written a second time)
 
 
 @pytest.mark.parametrize("name", list(gpu_check.CASES))
@@ -84,15 +88,17 @@ def test_the_bootstrap_runs_on_the_device(device):
     table = gpu_check.table_of(ROWS).select(["y", "pred"])
     evaluate(table, "y", "pred", backend="cupy", ci=0.95, bootstrap=100)
     assert device.per_row_copies_back(SHORTEST) == []
-    assert device.copies_back.count(100) >= 3 * 2  # each chunk's sums and weights
-    # y and pred of the two full chunks, and at most one copy of the 65,536-entry Poisson table (kept there)
-    assert device.copies_there.count(65_536) <= 2 * 2 + 1
+    assert device.copies_back.count(100) == 2 * 2  # each batch's sums and weights
+    # y and pred of the two batches, and one copy of the 65,536-entry Poisson table (kept there)
+    there = [size for size in device.copies_there if size != 100]  # (the replicates' sums go there too)
+    assert [size for size in there if size != 65_536] == [2 * 65_536] * 2 + [SHORTEST] * 2
+    assert there.count(65_536) <= 1
 
 
 def test_per_row_output_copies_the_losses_back(device, tmp_path):
     table = gpu_check.table_of(ROWS).select(["y", "pred"])
     evaluate(table, "y", "pred", backend="cupy", per_row=str(tmp_path / "rows.csv"))
-    assert device.per_row_copies_back(SHORTEST) == [65_536, 65_536, SHORTEST]  # each chunk's losses, once
+    assert device.per_row_copies_back(SHORTEST) == [2 * 65_536, SHORTEST]  # each batch's losses, once
     lines = (tmp_path / "rows.csv").read_text().splitlines()
     assert len(lines) == ROWS + 1
     assert [float(line.split(",")[1]) for line in lines[1:4]] == _reference(table.slice(0, 3), 1.0)
@@ -179,10 +185,10 @@ def test_device_out_of_memory_exits_2_suggesting_smaller_chunks(monkeypatch, tmp
     cupy = _fake_cupy(monkeypatch, 1)
     fake = FakeDevice()
 
-    def asarray(value: Any, dtype: Any = None) -> Any:
+    def empty(shape: Any, dtype: Any = None) -> Any:
         raise cupy.cuda.memory.OutOfMemoryError("out of memory allocating 8,000,000,000 bytes")
 
-    fake.asarray = asarray  # type: ignore[method-assign]
+    fake.empty = empty  # type: ignore[attr-defined]
     monkeypatch.setattr(backends, "_cupy", lambda: fake)
     result = _eval(tmp_path, "--chunk-rows", "1000000000")
     assert result.exit_code == 2
@@ -215,7 +221,8 @@ def test_a_state_reduced_on_the_device_pickles_with_host_arrays_only(device):
     table = gpu_check.table_of(2_000)
     plan = plan_columns(source_from_table(table, "<t>"), options)
     state = RunState.empty(plan, options, 0, 0)
-    state.update(Block({name: table[name].to_numpy() for name in plan.numeric}, [], [], 2_000), device)
+    block = Block({name: table[name].to_numpy() for name in plan.numeric}, [], [], 2_000)
+    state.update(block, backends.feed("cupy"))
     assert b"gpu_support" not in pickle.dumps(state)  # no device array in it
 
 
@@ -223,3 +230,48 @@ def test_namespace_errors_are_input_errors(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)
     with pytest.raises(InputError, match="--backend cupy needs CuPy"):
         backends.namespace("cupy")
+
+
+def test_batches_are_staged_in_a_ring_of_two_pinned_buffers_allocated_once(device):
+    """Batches of three 1,000-row chunks (the device's free memory allows no more): four batches, staged
+    in turn in two pinned buffers, each allocated once; a buffer is written again only after waiting
+    on the event recorded after its last copy."""
+    device.free_bytes = 1024 * 3_000
+    table = gpu_check.table_of(10_000).select(["y", "pred"])
+    report = evaluate(table, "y", "pred", backend="cupy", chunk_rows=1_000)
+    assert device.copies_there == [3_000, 3_000] * 3 + [1_000, 1_000]  # y and pred of each batch
+    assert device.pinned == [2 * 3_000 * 8] * 2
+    assert device.events_waited == 2  # the third and fourth batches waited for their buffer
+    assert device.streams == 1
+    expected = evaluate(table, "y", "pred", chunk_rows=1_000)
+    assert report.to_dict()["results"] == expected.to_dict()["results"]
+
+
+def _read_ahead_threads() -> list[Any]:
+    return [thread for thread in threading.enumerate() if thread.name == "smoothl1-read-ahead"]
+
+
+def test_a_bad_value_read_ahead_is_reported_at_its_row_and_the_reader_stops(device, tmp_path):
+    """The reader thread parses ahead of the device; its error names the file and row, as without it."""
+    path = tmp_path / "data.csv"
+    lines = [f"{i},{i + 0.5}" for i in range(5_000)]
+    lines[4_321] = "4321,oops"
+    path.write_text("y,pred\n" + "\n".join(lines) + "\n")
+    result = CliRunner().invoke(
+        cli, ["eval", str(path), "-t", "y", "-p", "pred", "--backend", "cupy", "--chunk-rows", "100"]
+    )
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {path}: row 4321 (line 4323), column 'pred': 'oops' is not a number\n"
+    assert _read_ahead_threads() == []
+
+
+def test_an_error_while_reducing_stops_the_reader_thread(device):
+    """A negative weight in the first batch: the reducing thread raises while the reader still has
+    batches to make; the thread is stopped and joined before the source closes."""
+    device.free_bytes = 1024 * 1_000
+    weight = np.ones(50_000)
+    weight[10] = -1.0
+    table = pa.table({"y": np.zeros(50_000), "pred": np.ones(50_000), "w": weight})
+    with pytest.raises(InputError, match="row 10, column 'w': -1.0 is negative"):
+        evaluate(table, "y", "pred", backend="cupy", weight="w", chunk_rows=500)
+    assert _read_ahead_threads() == []

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from smoothl1_cli import backends
 from smoothl1_cli.engines import merge_tree
 from smoothl1_cli.errors import InputError
 from smoothl1_cli.options import Options
@@ -22,8 +23,10 @@ from smoothl1_cli.plan import Plan
 from smoothl1_cli.render import RENDERERS
 from smoothl1_cli.state import Block, RunState, aligned
 from tests.conftest import reference_mean, run_command, within_1e12
+from tests.gpu_support import FakeDevice
 
 INPUTS = [("data.parquet", "parquet")]
+NUMPY = backends.Feed(np)
 
 
 def _table(rows: int, seed: int, bad: float) -> dict[str, np.ndarray[Any, Any]]:
@@ -42,8 +45,11 @@ def _table(rows: int, seed: int, bad: float) -> dict[str, np.ndarray[Any, Any]]:
     return data
 
 
-def _state(plan: Plan, options: Options, data: dict[str, Any], start: int, stop: int) -> RunState:
-    """One piece of rows [start, stop), read in blocks of 7 rows, re-cut into the options' chunks."""
+def _state(
+    plan: Plan, options: Options, data: dict[str, Any], start: int, stop: int, feed: backends.Feed = NUMPY
+) -> RunState:
+    """One piece of rows [start, stop), read in blocks of 7 rows, re-cut into the feed's batches of the
+    options' chunks."""
     state = RunState.empty(plan, options, 0, start)
     blocks = (
         Block(
@@ -55,8 +61,8 @@ def _state(plan: Plan, options: Options, data: dict[str, Any], start: int, stop:
         for lo in range(start, stop, 7)
     )
     with np.errstate(all="ignore"):
-        for block in aligned(blocks, options.chunk_rows):
-            state.update(block, np)
+        for block in aligned(blocks, feed.batch_rows(options.chunk_rows)):
+            state.update(block, feed)
     return state
 
 
@@ -119,6 +125,46 @@ def test_any_partition_into_pieces_gives_the_report_of_one_piece(rows, seed, whi
     report = json.loads(merged)
     assert report["inputs"] == whole["inputs"] == [{"path": "data.parquet", "format": "parquet", "rows": rows}]
     assert report["worst_rows"] == whole["worst_rows"]  # rows are global: the same rows, the same losses
+    for key in ("results", "groups", "overall"):
+        assert report.get(key) == within_1e12(whole.get(key))
+
+
+@given(
+    rows=st.integers(1, 300),
+    seed=st.integers(0, 2**32 - 1),
+    which=st.integers(0, len(OPTIONS) - 1),
+    chunk_rows=st.integers(1, 40),
+    batch=st.integers(1, 6),
+    cuts=st.lists(st.floats(0, 1), max_size=3),
+    bad=st.sampled_from([0.0, 0.05]),
+    scale=st.sampled_from([1.0, 1e-160, 1e155]),
+)
+@settings(deadline=None, max_examples=max(30, settings.default.max_examples // 3))
+def test_a_device_reducing_batches_of_chunks_gives_numpys_report(rows, seed, which, chunk_rows, batch, cuts, bad, scale):
+    """The fake device (tests/gpu_support.py) takes `batch` chunks per update, each chunk's partials merged
+    in chunk order: on any partition into pieces, the report of NumPy's chunk-at-a-time reduction within
+    a relative 1e-12, the worst rows and counts exactly; at scales where the sums are kept scaled too."""
+    if OPTIONS[which].get("nan_policy") is None:
+        bad = 0.0
+    plan, options = _setup(OPTIONS[which], chunk_rows)
+    data = _table(rows, seed, bad)
+    for name in ("y", "a", "b"):
+        data[name] = data[name] * scale
+    device = FakeDevice()
+    device.free_bytes = 1024 * chunk_rows * batch  # DeviceFeed's batches: `batch` chunks
+    bounds = sorted([0, rows, *(round(cut * rows) for cut in cuts)])
+    pieces = list(zip(bounds, bounds[1:], strict=False))
+    feed = backends.DeviceFeed(device)
+    on_device = [_state(plan, options, data, lo, hi, feed) for lo, hi in pieces]
+    try:
+        whole = json.loads(_json(_state(plan, options, data, 0, rows)))
+    except InputError as exc:
+        with pytest.raises(InputError, match=re.escape(str(exc))):
+            _json(merge_tree(on_device))
+        return
+    report = json.loads(_json(merge_tree(on_device)))
+    assert report["inputs"] == whole["inputs"]
+    assert report["worst_rows"] == whole["worst_rows"]
     for key in ("results", "groups", "overall"):
         assert report.get(key) == within_1e12(whole.get(key))
 

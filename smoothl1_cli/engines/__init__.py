@@ -6,10 +6,12 @@ cluster (dask.py).
 
 from __future__ import annotations
 
+import queue
 import sys
+import threading
 import types
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing, contextmanager, suppress
 from dataclasses import replace
 from typing import Any
 
@@ -92,17 +94,62 @@ def reduce_piece(
     the input is opened here from the job. An error in the data names the input and its row."""
     source = source if source is not None else open_input(job, piece.input)
     state = RunState.empty(job.plan, job.options, piece.input, first_row)
-    xp = backends.namespace(job.options.backend)
     try:
+        feed = backends.feed(job.options.backend)
+        batches = aligned(_blocks(source, piece, job, state), feed.batch_rows(job.options.chunk_rows))
         # inf and NaN are handled (and reported) explicitly, not warned about
-        with np.errstate(all="ignore"), backends.device_memory(job.options.chunk_rows):
-            for block in aligned(_blocks(source, piece, job, state), job.options.chunk_rows):
-                state.update(block, xp, sink)
+        with (
+            np.errstate(all="ignore"),
+            backends.device_memory(job.options.chunk_rows),
+            feed.running(),
+            closing(_read_ahead(batches, feed.read_ahead)) as ready,
+        ):
+            for block in ready:
+                state.update(block, feed, sink)
     except RowError as exc:
         raise InputError(exc.message(source.label, piece.input_row + exc.row)) from exc
     finally:
         source.close()
     return state
+
+
+def _read_ahead(blocks: Iterator[Block], depth: int) -> Generator[Block, None, None]:
+    """`blocks`, with up to `depth` of them made ahead in a thread (a device's batches: the reader parses
+    the next one while the device reduces this one); an error there is raised here, in its place. Closing
+    this generator stops the thread before its source is closed."""
+    if depth == 0:
+        yield from blocks
+        return
+    ready: queue.Queue[tuple[Block | None, BaseException | None]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            with np.errstate(all="ignore"):  # (NumPy's error state is per thread)
+                for block in blocks:
+                    ready.put((block, None))
+                    if stop.is_set():
+                        return
+            ready.put((None, None))
+        except BaseException as exc:  # (to be raised in the reducing thread)
+            ready.put((None, exc))
+
+    reader = threading.Thread(target=read, name="smoothl1-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            block, error = ready.get()
+            if error is not None:
+                raise error
+            if block is None:
+                return
+            yield block
+    finally:
+        stop.set()
+        while reader.is_alive():  # take what it made, so that a full queue lets it see `stop`
+            with suppress(queue.Empty):
+                ready.get(timeout=0.05)
+        reader.join()
 
 
 def count_rows(piece: Piece, job: Job) -> int:
