@@ -8,8 +8,9 @@ whose imports reach neither click nor rich (only cli.py and render.py import the
 1. Checks: random data of several sizes (one chunk, many chunks with a short last one, beyond the
    sketch's exact limit) under every option (both losses, beta 0 / 0.5 / 1 / 3, delta, the three NaN
    policies, weights with zeros, multi-output elementwise and row-sum, --group-by, --top with ids,
-   --ci with a paired test, --reduction sum): each report's every number must agree with NumPy's to a
-   relative 1e-12 (counts, rows and keys exactly).
+   --ci with a paired test, --reduction sum, values at 1e-160 and 1e155 where the sums are kept
+   scaled), and chunks of 1,000 rows (hundreds per GPU batch): each report's every number must agree
+   with NumPy's to a relative 1e-12 (counts, rows and keys exactly).
 2. Timings, NumPy against CuPy in the same run (CuPy warmed first: the kernels' compile is paid once
    per machine and cached): the full statistics on in-memory arrays of 10^6 rows up to --max-rows
    (default chunk rows, and 2**22-row chunks on the GPU); end to end on a Parquet file and a CSV that
@@ -58,21 +59,24 @@ CASES: dict[str, dict[str, Any]] = {
     "ci, two preds": {"ci": 0.95, "bootstrap": 200, "pred": ["pred", "other"]},
     "ci, weights": {"ci": 0.9, "bootstrap": 64, "weight": "w", "seed": 7},
     "exact quantiles": {"exact_quantiles": True},
+    "tiny values (sums kept scaled)": {"data": {"scale": 1e-160}},
+    "huge values (sums kept scaled), weights": {"weight": "w", "data": {"scale": 1e155}},
 }
 
 
-def table_of(rows: int, seed: int = 0, outputs: int = 1, nan: bool = False) -> pa.Table:
-    """y (or y0, y1), pred (p0, p1), other, w (a tenth of them 0), g (50 groups), id."""
+def table_of(rows: int, seed: int = 0, outputs: int = 1, nan: bool = False, scale: float = 1.0) -> pa.Table:
+    """y (or y0, y1), pred (p0, p1), other, w (a tenth of them 0), g (50 groups), id; y and the
+    predictions times `scale` (where squares and sums leave float64's range, and are kept scaled)."""
     rng = np.random.default_rng(seed)
     columns: dict[str, Any] = {}
     for k in range(outputs):
-        target = rng.normal(size=rows)
-        pred = target + rng.standard_t(3, size=rows)  # heavy tails: both branches of the loss
+        target = rng.normal(size=rows) * scale
+        pred = target + rng.standard_t(3, size=rows) * scale  # heavy tails: both branches of the loss
         if nan:
             pred[rng.random(rows) < 0.01] = np.nan
         suffix = "" if outputs == 1 else str(k)
         columns[f"y{suffix}"], columns[f"pred{suffix}" if outputs == 1 else f"p{k}"] = target, pred
-    columns["other"] = columns["y" if outputs == 1 else "y0"] + rng.normal(scale=2.0, size=rows)
+    columns["other"] = columns["y" if outputs == 1 else "y0"] + rng.normal(scale=2.0, size=rows) * scale
     weight = rng.exponential(size=rows)
     weight[rng.random(rows) < 0.1] = 0.0
     columns["w"] = weight
@@ -102,7 +106,7 @@ def check_case(name: str, rows: int, case: dict[str, Any], chunk_rows: int = 65_
     options = dict(case)
     data = options.pop("data", {})
     outputs = data.get("outputs", 1)
-    table = table_of(rows, seed=rows, outputs=outputs, nan=data.get("nan", False))
+    table = table_of(rows, seed=rows, outputs=outputs, nan=data.get("nan", False), scale=data.get("scale", 1.0))
     target = "y" if outputs == 1 else ["y0", "y1"]
     pred = options.pop("pred", "pred" if outputs == 1 else ["p0", "p1"])
     reports = [
@@ -118,6 +122,8 @@ def run_checks() -> list[str]:
         for name, case in CASES.items():
             found += check_case(name, rows, case)
     found += check_case("chunks of 1000 rows", 300_000, {}, chunk_rows=1000)
+    found += check_case("chunks of 1000 rows, omit", 300_000, CASES["nan omit"], chunk_rows=1000)
+    found += check_case("chunks of 1000 rows, tiny", 300_000, CASES["tiny values (sums kept scaled)"], chunk_rows=1000)
     return found
 
 
@@ -224,7 +230,7 @@ def main() -> int:
     start = time.perf_counter()
     found = run_checks()
     print(
-        f"checks: {len(CHECK_SIZES) * len(CASES) + 1} reports compared in {time.perf_counter() - start:.1f} s, "
+        f"checks: {len(CHECK_SIZES) * len(CASES) + 3} reports compared in {time.perf_counter() - start:.1f} s, "
         f"{len(found)} mismatches",
         flush=True,
     )

@@ -10,6 +10,7 @@ protocols, NEP 13 and 18): one implementation serves both backends.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -132,7 +133,7 @@ class DeviceFeed(Feed):
         size = sum(values.size for values in columns.values())
         buffer = self.buffers[slot]
         if buffer is None or buffer.size < size:  # (the first batch is the largest: allocated once)
-            memory = self.xp.cuda.alloc_pinned_memory(size * 8)
+            memory = self.xp.cuda.alloc_pinned_memory(max(size, 1) * 8)
             buffer = self.buffers[slot] = np.ndarray((size,), np.float64, buffer=memory)
         out, offset = {}, 0
         for name, values in columns.items():
@@ -151,9 +152,18 @@ class DeviceFeed(Feed):
         self.stream.synchronize()
 
 
+_FEEDS = threading.local()  # this thread's DeviceFeed: its stream and pinned buffers serve every piece it reduces
+
+
 def feed(name: str) -> Feed:
-    """The feed of a backend name, 'numpy' or 'cupy'."""
-    return Feed(np) if name == "numpy" else DeviceFeed(_cupy())
+    """The feed of a backend name, 'numpy' or 'cupy' (one DeviceFeed per thread and device namespace)."""
+    if name == "numpy":
+        return Feed(np)
+    xp = _cupy()
+    kept = getattr(_FEEDS, "feed", None)
+    if kept is None or kept.xp is not xp:
+        kept = _FEEDS.feed = DeviceFeed(xp)
+    return kept
 
 
 @contextmanager

@@ -275,3 +275,18 @@ def test_an_error_while_reducing_stops_the_reader_thread(device):
     with pytest.raises(InputError, match="row 10, column 'w': -1.0 is negative"):
         evaluate(table, "y", "pred", backend="cupy", weight="w", chunk_rows=500)
     assert _read_ahead_threads() == []
+
+
+def test_pieces_reduced_in_one_thread_share_its_stream_and_pinned_buffers(device, tmp_path):
+    """Two files, two pieces, in this process: one stream, the two pinned buffers of the first piece."""
+    paths = []
+    for name in ("a", "b"):
+        paths.append(tmp_path / f"{name}.csv")
+        paths[-1].write_text("y,pred\n" + "".join(f"{i},{i % 7}\n" for i in range(3_000)))
+    result = CliRunner().invoke(
+        cli, ["eval", *map(str, paths), "-t", "y", "-p", "pred", "--backend", "cupy", "--chunk-rows", "1000"]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert device.streams == 1
+    assert len(device.pinned) == 2
+    assert device.copies_there == [3_000] * 4  # y and pred of each file's one batch of three chunks

@@ -140,7 +140,9 @@ def test_any_partition_into_pieces_gives_the_report_of_one_piece(rows, seed, whi
     scale=st.sampled_from([1.0, 1e-160, 1e155]),
 )
 @settings(deadline=None, max_examples=max(30, settings.default.max_examples // 3))
-def test_a_device_reducing_batches_of_chunks_gives_numpys_report(rows, seed, which, chunk_rows, batch, cuts, bad, scale):
+def test_a_device_reducing_batches_of_chunks_gives_numpys_report(
+    rows, seed, which, chunk_rows, batch, cuts, bad, scale
+):
     """The fake device (tests/gpu_support.py) takes `batch` chunks per update, each chunk's partials merged
     in chunk order: on any partition into pieces, the report of NumPy's chunk-at-a-time reduction within
     a relative 1e-12, the worst rows and counts exactly; at scales where the sums are kept scaled too."""
