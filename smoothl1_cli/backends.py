@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -73,7 +74,20 @@ def _cupy() -> Any:
         raise InputError(f"--backend cupy: {problem}; {INSTALL}; or use --backend numpy") from exc
     if count < 1:
         raise InputError(f"--backend cupy: CUDA sees no GPU on this machine; use --backend numpy ({INSTALL})")
+    if cupy not in _RUNS_KERNELS:
+        try:
+            int((cupy.arange(2) + 1).sum())  # a kernel compiled (NVRTC, from CUDA's toolkit) and run
+        except Exception as exc:
+            raise InputError(
+                f"--backend cupy: CuPy sees a GPU but cannot run a kernel on it ({type(exc).__name__}: {exc}); "
+                f"where CUDA's toolkit is missing, the extras bring it (cupy-cuda1Nx[ctk]): {INSTALL}; "
+                "or use --backend numpy"
+            ) from exc
+        _RUNS_KERNELS.add(cupy)
     return cupy
+
+
+_RUNS_KERNELS: weakref.WeakSet[Any] = weakref.WeakSet()  # the CuPy modules that ran a kernel here (checked once)
 
 
 class Feed:
@@ -85,8 +99,8 @@ class Feed:
     def __init__(self, xp: Any) -> None:
         self.xp = xp
 
-    def batch_rows(self, chunk_rows: int) -> int:
-        """Rows handed to one update: whole chunks."""
+    def batch_rows(self, chunk_rows: int, columns: int, results: int) -> int:
+        """Rows handed to one update (whole chunks), for `columns` numeric columns and `results` results."""
         return chunk_rows
 
     def put(self, columns: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
@@ -100,7 +114,7 @@ class Feed:
 
 
 BATCH_ROWS = 1 << 23  # rows a device reduces at once, at most: 64 MiB a column
-_BATCH_ROW_BYTES = 1024  # device memory a batch may take per row, its temporaries included
+_RESULT_ROW_BYTES = 8 * 24  # device memory a result's temporaries take per row of a batch, at most
 _RING = 2  # pinned host buffers: one is copied to the device while the next batch is written into the other
 
 
@@ -120,9 +134,11 @@ class DeviceFeed(Feed):
         self.events: list[Any] = [None] * _RING
         self.turn = 0
 
-    def batch_rows(self, chunk_rows: int) -> int:
-        free = int(self.xp.cuda.runtime.memGetInfo()[0])
-        rows = min(BATCH_ROWS, free // _BATCH_ROW_BYTES)
+    def batch_rows(self, chunk_rows: int, columns: int, results: int) -> int:
+        """As many chunks as BATCH_ROWS rows hold, or as half the device's free memory (CuPy's pool's
+        cached blocks included) holds with every column and temporary; at least one chunk."""
+        free = int(self.xp.cuda.runtime.memGetInfo()[0]) + int(self.xp.get_default_memory_pool().free_bytes())
+        rows = min(BATCH_ROWS, free // 2 // (8 * columns + _RESULT_ROW_BYTES * results))
         return max(chunk_rows, rows // chunk_rows * chunk_rows)
 
     def put(self, columns: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:

@@ -43,15 +43,16 @@ def _splitmix64(z: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return mixed
 
 
-_TABLES: dict[str, Any] = {}  # the Poisson table on each device namespace, copied there once
+_TABLES: dict[tuple[str, int], Any] = {}  # the Poisson table on each device, copied there once
 
 
 def _table(xp: Any) -> Any:
     if xp is np:
         return _POISSON
-    if xp.__name__ not in _TABLES:  # (setdefault would copy it there on every call, to find it kept)
-        _TABLES[xp.__name__] = xp.asarray(_POISSON)
-    return _TABLES[xp.__name__]
+    device = (xp.__name__, int(xp.cuda.runtime.getDevice()))
+    if device not in _TABLES:  # (setdefault would copy it there on every call, to find it kept)
+        _TABLES[device] = xp.asarray(_POISSON, blocking=True)  # there before any thread's stream reads it
+    return _TABLES[device]
 
 
 def poisson_weights(seed: int, rows: Any, replicates: int, first: int = 0, xp: Any = np) -> Any:

@@ -66,8 +66,9 @@ def _ldexp(x: Real, exponent: Any) -> Real:
 
 
 def _exponent(top: Real) -> Any:
-    """The power of two that brings |top| into [0.5, 1) (0 for 0, inf and NaN)."""
-    return _native(np.frexp(top)[1].astype(np.int64))
+    """The power of two that brings |top| into [0.5, 1) (0 for 0, inf and NaN: a GPU's frexp leaves those
+    unspecified)."""
+    return _native(np.where(np.isfinite(top), np.frexp(top)[1], 0).astype(np.int64))
 
 
 def _larger_exponent(exponent_a: Any, a: Real, exponent_b: Any, b: Real) -> Any:
@@ -487,7 +488,7 @@ def _largest(loss: FloatArray, k: int) -> np.ndarray[Any, Any]:
     positions = np.flatnonzero(~np.isnan(loss))
     values = loss[positions]
     if values.size > k:
-        threshold = np.partition(values, values.size - k)[values.size - k]
+        threshold = -np.partition(-values, k - 1)[k - 1]  # the k-th largest (a small kth: CuPy selects, not sorts)
         above = np.flatnonzero(values > threshold)
         tied = np.flatnonzero(values == threshold)[: k - above.size]
         positions = positions[np.concatenate([above, tied])]

@@ -133,7 +133,7 @@ class FakeDevice(types.ModuleType):
         self.events_waited = 0  # waits on an event before a pinned buffer is written again
         self.streams = 0
         self.cuda = types.SimpleNamespace(
-            runtime=types.SimpleNamespace(memGetInfo=lambda: (self.free_bytes, 80 << 30)),
+            runtime=types.SimpleNamespace(memGetInfo=lambda: (self.free_bytes, 80 << 30), getDevice=lambda: 0),
             Stream=lambda non_blocking=False: FakeStream(self),
             alloc_pinned_memory=self._alloc_pinned,
         )
@@ -169,7 +169,11 @@ class FakeDevice(types.ModuleType):
             return tuple(self.wrap(v) for v in value)
         return value
 
-    def asarray(self, value: Any, dtype: Any = None) -> DeviceArray:
+    def get_default_memory_pool(self) -> Any:
+        """CuPy's memory pool: here it keeps no free blocks."""
+        return types.SimpleNamespace(free_bytes=lambda: 0)
+
+    def asarray(self, value: Any, dtype: Any = None, blocking: bool = False) -> DeviceArray:
         if isinstance(value, DeviceArray):
             return value if dtype is None or value.dtype == dtype else value.astype(dtype)
         host = np.asarray(value, dtype=dtype)

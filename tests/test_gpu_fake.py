@@ -133,6 +133,7 @@ def _fake_cupy(monkeypatch: pytest.MonkeyPatch, count: Any) -> types.ModuleType:
         pass
 
     cupy = types.ModuleType("cupy")
+    cupy.arange = np.arange  # type: ignore[attr-defined]  # (a kernel runs)
     cupy.cuda = types.SimpleNamespace(  # type: ignore[attr-defined]
         runtime=types.SimpleNamespace(getDeviceCount=device_count),
         memory=types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError),
@@ -179,6 +180,23 @@ def test_no_device_or_an_old_driver_exits_2_saying_which(monkeypatch, tmp_path, 
     assert result.exit_code == 2
     assert says in result.stderr
     assert "pip install 'smoothl1[gpu-cuda12]'" in result.stderr
+
+
+def test_a_gpu_that_cannot_run_a_kernel_exits_2_naming_the_toolkit(monkeypatch, tmp_path):
+    """CuPy imports and sees a device, but its first kernel fails (no CUDA toolkit to compile it with)."""
+    cupy = _fake_cupy(monkeypatch, 1)
+
+    def arange(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("CuPy failed to load libnvrtc.so.13")
+
+    cupy.arange = arange  # type: ignore[attr-defined]
+    result = _eval(tmp_path)
+    assert result.exit_code == 2
+    assert "CuPy sees a GPU but cannot run a kernel on it (RuntimeError: CuPy failed to load libnvrtc.so.13)" in (
+        result.stderr
+    )
+    assert "cupy-cuda1Nx[ctk]" in result.stderr
+    assert backends.choose("auto", backends.AUTO_MIN_ROWS, None) == "numpy"  # auto falls back
 
 
 def test_device_out_of_memory_exits_2_suggesting_smaller_chunks(monkeypatch, tmp_path):
@@ -233,10 +251,11 @@ def test_namespace_errors_are_input_errors(monkeypatch):
 
 
 def test_batches_are_staged_in_a_ring_of_two_pinned_buffers_allocated_once(device):
-    """Batches of three 1,000-row chunks (the device's free memory allows no more): four batches, staged
-    in turn in two pinned buffers, each allocated once; a buffer is written again only after waiting
-    on the event recorded after its last copy."""
-    device.free_bytes = 1024 * 3_000
+    """Batches of three 1,000-row chunks (half the device's free memory holds 3,000 rows of two columns
+    and one result's temporaries, 8 * 2 + 192 bytes a row): four batches, staged in turn in two pinned
+    buffers, each allocated once; a buffer is written again only after waiting on the event recorded
+    after its last copy."""
+    device.free_bytes = 2 * 3_000 * (8 * 2 + 192) + 1_000
     table = gpu_check.table_of(10_000).select(["y", "pred"])
     report = evaluate(table, "y", "pred", backend="cupy", chunk_rows=1_000)
     assert device.copies_there == [3_000, 3_000] * 3 + [1_000, 1_000]  # y and pred of each batch
@@ -265,10 +284,10 @@ def test_a_bad_value_read_ahead_is_reported_at_its_row_and_the_reader_stops(devi
     assert _read_ahead_threads() == []
 
 
-def test_an_error_while_reducing_stops_the_reader_thread(device):
+def test_an_error_while_reducing_stops_the_reader_thread(device, monkeypatch):
     """A negative weight in the first batch: the reducing thread raises while the reader still has
     batches to make; the thread is stopped and joined before the source closes."""
-    device.free_bytes = 1024 * 1_000
+    monkeypatch.setattr(backends, "BATCH_ROWS", 1_000)
     weight = np.ones(50_000)
     weight[10] = -1.0
     table = pa.table({"y": np.zeros(50_000), "pred": np.ones(50_000), "w": weight})

@@ -8,6 +8,7 @@ import pickle
 import re
 from functools import reduce
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pyarrow as pa
@@ -61,7 +62,7 @@ def _state(
         for lo in range(start, stop, 7)
     )
     with np.errstate(all="ignore"):
-        for block in aligned(blocks, feed.batch_rows(options.chunk_rows)):
+        for block in aligned(blocks, feed.batch_rows(options.chunk_rows, len(plan.numeric), len(plan.pairs))):
             state.update(block, feed)
     return state
 
@@ -153,11 +154,11 @@ def test_a_device_reducing_batches_of_chunks_gives_numpys_report(
     for name in ("y", "a", "b"):
         data[name] = data[name] * scale
     device = FakeDevice()
-    device.free_bytes = 1024 * chunk_rows * batch  # DeviceFeed's batches: `batch` chunks
     bounds = sorted([0, rows, *(round(cut * rows) for cut in cuts)])
     pieces = list(zip(bounds, bounds[1:], strict=False))
     feed = backends.DeviceFeed(device)
-    on_device = [_state(plan, options, data, lo, hi, feed) for lo, hi in pieces]
+    with mock.patch.object(backends, "BATCH_ROWS", chunk_rows * batch):  # DeviceFeed's batches: `batch` chunks
+        on_device = [_state(plan, options, data, lo, hi, feed) for lo, hi in pieces]
     try:
         whole = json.loads(_json(_state(plan, options, data, 0, rows)))
     except InputError as exc:

@@ -96,7 +96,8 @@ def reduce_piece(
     state = RunState.empty(job.plan, job.options, piece.input, first_row)
     try:
         feed = backends.feed(job.options.backend)
-        batches = aligned(_blocks(source, piece, job, state), feed.batch_rows(job.options.chunk_rows))
+        batch_rows = feed.batch_rows(job.options.chunk_rows, len(job.plan.numeric), len(job.plan.pairs))
+        batches = aligned(_blocks(source, piece, job, state), batch_rows)
         # inf and NaN are handled (and reported) explicitly, not warned about
         with (
             np.errstate(all="ignore"),

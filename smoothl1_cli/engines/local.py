@@ -57,7 +57,11 @@ def _pool_pays(job: Job) -> bool:
     """Whether the pool, unasked, saves more than its start costs (measured, BENCHMARKS.md): with the
     bootstrap (about 7 ns a row and replicate) from two pieces on; else for many pieces of much input,
     whose per-piece work (opening, decoding, statistics) runs side by side. A few large Parquet pieces
-    are as fast here: their decoding already runs on all of Arrow's threads."""
+    are as fast here: their decoding already runs on all of Arrow's threads. Never on a GPU: one process
+    feeds it (its reader thread parsing ahead), where each worker would open a CUDA context of its own
+    and size its batches by the whole device's memory."""
+    if job.options.backend == "cupy":
+        return False
     if job.options.ci is not None:
         return True
     size = sum(piece.size or 0 for piece in job.pieces)
