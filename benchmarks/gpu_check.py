@@ -222,8 +222,7 @@ def main() -> int:
     if args.fake:
         from tests.gpu_support import FakeDevice
 
-        device = FakeDevice()
-        backends._cupy = lambda: device  # type: ignore[attr-defined]  # (this script's own stand-in)
+        sys.modules["cupy"] = FakeDevice()  # (found as CuPy is, by `import cupy`)
     else:
         cupy = backends.namespace("cupy")
         print(f"device: {cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()}, CuPy {cupy.__version__}")

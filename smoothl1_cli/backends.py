@@ -198,14 +198,12 @@ def device_memory(chunk_rows: int) -> Iterator[None]:
 
 
 def namespace_of(array: Any) -> Any:
-    """The namespace an array belongs to: CuPy arrays stay on the GPU (as does an array of a NumPy subclass
-    that names another namespace), anything else is NumPy."""
+    """The namespace an array belongs to: CuPy's arrays stay on the GPU, anything else is NumPy."""
     if type(array).__module__.startswith("cupy"):
         import cupy
 
         return cupy
-    names = getattr(array, "__array_namespace__", None) if isinstance(array, np.ndarray) else None
-    return np if names is None else names()
+    return np
 
 
 def to_numpy(array: Any) -> np.ndarray[Any, Any]:

@@ -1,11 +1,18 @@
-"""For the GPU tests: benchmarks/gpu_check.py as a module, and a stand-in for CuPy on the CPU, NumPy's
-arithmetic on arrays marked as living on a device.
+"""For the GPU tests: benchmarks/gpu_check.py as a module, and a stand-in for CuPy on the CPU: NumPy's
+arithmetic on arrays kept behind a wall, as a GPU's are.
 
-`FakeDevice()` is a module-like namespace (what `backends.namespace("cupy")` returns) whose arrays
-are `DeviceArray`s, a NumPy subclass. As with CuPy, NumPy's functions and ufuncs called on them
-run "on the device" and return device arrays, mixing a device array with a host one is a TypeError,
-and the only way back is `get()` (or a scalar: float(), int(), bool()). Every copy is counted, so a
-test sees that the device path is taken and which per-row arrays, if any, came back.
+`FakeDevice()` is a module that a test installs as `cupy` (`sys.modules`), so smoothl1 finds it as it
+would find CuPy. Its arrays, `DeviceArray`s, are not NumPy arrays, and behave as CuPy's do where code
+could tell the difference:
+- NumPy's ufuncs and the NumPy functions that CuPy implements (`CUPY_FUNCTIONS`), called on them, run
+  "on the device" and return device arrays (NEP 13 and 18, as CuPy's arrays dispatch); a NumPy function
+  that CuPy lacks is a TypeError, as is a host array met in a device operation, or an implicit
+  conversion to NumPy (`np.asarray(device_array)`);
+- reductions give 0-d device arrays, not scalars, and frexp of inf or NaN gives an unspecified exponent
+  (CUDA's), here the most negative int32;
+- the only ways back are `get()` and a scalar (float(), int(), bool(), item()).
+Every copy each way is counted, so a test sees that the device path is taken and which per-row arrays,
+if any, came back. Streams, events and pinned memory are stand-ins that count their use.
 """
 
 from __future__ import annotations
@@ -16,6 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.lib.mixins import NDArrayOperatorsMixin
+
+CUPY_FUNCTIONS = frozenset(
+    {
+        "all", "any", "append", "argsort", "bincount", "broadcast_to", "concatenate", "copyto",
+        "count_nonzero", "cumsum", "diff", "flatnonzero", "full_like", "lexsort", "max", "min", "nonzero",
+        "ones_like", "partition", "ravel", "repeat", "reshape", "searchsorted", "sort", "stack", "sum",
+        "take", "unique", "where", "zeros_like",
+    }
+)  # fmt: skip
 
 
 def load_gpu_check() -> Any:
@@ -29,65 +46,104 @@ def load_gpu_check() -> Any:
     return module
 
 
-class DeviceArray(np.ndarray):  # type: ignore[type-arg]
-    """An array on the fake device."""
+class DeviceArray(NDArrayOperatorsMixin):
+    """An array on the fake device: a NumPy array that only `get()` hands out."""
 
-    owner: FakeDevice  # (not `device`: NumPy 2 arrays have a read-only one)
+    __module__ = "cupy.fake"  # (smoothl1 knows CuPy's arrays by their type's module)
 
-    def __array_finalize__(self, obj: Any) -> None:
-        self.owner = getattr(obj, "owner", None)  # type: ignore[assignment]
+    def __init__(self, owner: FakeDevice, data: np.ndarray[Any, Any]) -> None:
+        assert type(data) is np.ndarray
+        self.owner, self._data = owner, data
 
-    def __array_namespace__(self, api_version: Any = None) -> FakeDevice:
-        return self.owner
+    shape = property(lambda self: self._data.shape)
+    dtype = property(lambda self: self._data.dtype)
+    ndim = property(lambda self: self._data.ndim)
+    size = property(lambda self: self._data.size)
+    nbytes = property(lambda self: self._data.nbytes)
+    T = property(lambda self: DeviceArray(self.owner, self._data.T))
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"DeviceArray({self._data!r})"
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("Implicit conversion to a NumPy array is not allowed: get() it first")
+
+    def _scalar(self, convert: Any) -> Any:
+        if self._data.size != 1:
+            raise TypeError(f"only a one-element device array is a scalar, not one of {self._data.size}")
+        self.owner.scalars_back += 1
+        return convert(self._data.reshape(()).item())
+
+    def __bool__(self) -> bool:
+        return self._scalar(bool)  # type: ignore[no-any-return]
+
+    def __float__(self) -> float:
+        return self._scalar(float)  # type: ignore[no-any-return]
+
+    def __int__(self) -> int:
+        return self._scalar(int)  # type: ignore[no-any-return]
+
+    def __index__(self) -> int:
+        if self._data.ndim or self._data.dtype.kind not in "iu":
+            raise TypeError("only an integer scalar array is an index")
+        return self._scalar(int)  # type: ignore[no-any-return]
+
+    def item(self) -> Any:
+        return self._scalar(lambda value: value)
+
+    def tolist(self) -> Any:
+        raise TypeError("a device array has no tolist here: get() it first")
+
+    def get(self, stream: Any = None) -> np.ndarray[Any, Any]:
+        """Copy to the host, as CuPy's `get` does: counted."""
+        self.owner.copies_back.append(self._data.size)
+        return self._data.copy()
+
+    def set(self, host: np.ndarray[Any, Any], stream: Any = None) -> None:
+        """Copy a host array here, as CuPy's `set` does (asynchronously on `stream`): counted."""
+        if type(host) is not np.ndarray or host.dtype != self.dtype or host.shape != self.shape:
+            raise TypeError("set takes a NumPy array of the same dtype and shape")
+        self.owner.copies_there.append(host.size)
+        self._data[...] = host
+
+    def __iter__(self) -> Any:
+        return (DeviceArray(self.owner, np.asarray(value)) for value in self._data)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.owner.wrap(self._data[self.owner.index(key)])
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._data[self.owner.index(key)] = self.owner.unwrap(value)
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         out = kwargs.pop("out", None)
         if out is not None:
-            kwargs["out"] = tuple(self.owner.host_view(array) for array in out)
-        result = getattr(ufunc, method)(*(self.owner.host_view(x) for x in inputs), **kwargs)
-        return out[0] if out is not None and len(out) == 1 else self.owner.wrap(result)
+            kwargs["out"] = tuple(self.owner.unwrap(array) for array in out)
+        result = getattr(ufunc, method)(*(self.owner.unwrap(x) for x in inputs), **kwargs)
+        if ufunc is np.frexp:  # CUDA leaves the exponent of inf and NaN unspecified
+            mantissa, exponent = result
+            result = mantissa, np.where(np.isfinite(self.owner.unwrap(inputs[0])), exponent, np.int32(-(2**31)))
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        return self.owner.wrap(result)
 
     def __array_function__(self, func: Any, types_: Any, args: Any, kwargs: Any) -> Any:
-        return self.owner.wrap(func(*self.owner.host_view(args), **self.owner.host_view(kwargs)))
+        if func.__name__ not in CUPY_FUNCTIONS:
+            raise TypeError(f"no implementation of np.{func.__name__} for CuPy's arrays (here)")
+        return self.owner.wrap(func(*self.owner.unwrap(list(args)), **self.owner.unwrap(kwargs)))
 
-    def get(self) -> np.ndarray[Any, Any]:
-        """Copy to the host, as CuPy's `get` does: counted."""
-        self.owner.copies_back.append(self.size)
-        return np.array(self.view(np.ndarray))
-
-    def __float__(self) -> float:
-        self.owner.scalars_back += 1
-        return float(self.view(np.ndarray))
-
-    def __int__(self) -> int:
-        self.owner.scalars_back += 1
-        return int(self.view(np.ndarray))
-
-    def __bool__(self) -> bool:
-        self.owner.scalars_back += 1
-        return bool(self.view(np.ndarray))
-
-    def __index__(self) -> int:
-        self.owner.scalars_back += 1
-        return int(self.view(np.ndarray))
-
-    def item(self, *args: Any) -> Any:
-        self.owner.scalars_back += 1
-        return self.view(np.ndarray).item(*args)
-
-    def tolist(self) -> Any:
-        raise TypeError("a device array has no tolist: get() it first")
-
-    def set(self, host: np.ndarray[Any, Any], stream: Any = None) -> None:
-        """Copy a host array here, as CuPy's `set` does (asynchronously on `stream`): counted."""
-        self.owner.copies_there.append(host.size)
-        self.view(np.ndarray)[...] = host
-
-    def __getitem__(self, key: Any) -> Any:
-        return self.owner.wrap(self.view(np.ndarray)[self.owner.host_view(key)])
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.view(np.ndarray)[self.owner.host_view(key)] = self.owner.host_view(value)
+    def __getattr__(self, name: str) -> Any:  # methods: reshape, sum, astype, all, ...
+        if name.startswith("__") or name in ("owner", "_data"):
+            raise AttributeError(name)
+        attribute = getattr(self._data, name)
+        if not callable(attribute):
+            return self.owner.wrap(attribute)
+        return lambda *args, **kwargs: self.owner.wrap(
+            attribute(*self.owner.unwrap(list(args)), **self.owner.unwrap(kwargs))
+        )
 
 
 class FakeEvent:
@@ -120,11 +176,16 @@ class FakeStream:
         return None
 
 
+class OutOfMemoryError(MemoryError):
+    """cupy.cuda.memory.OutOfMemoryError."""
+
+
 class FakeDevice(types.ModuleType):
     """NumPy's namespace with its arrays on a fake device: `asarray` and `array` copy there (counted)."""
 
     def __init__(self) -> None:
-        super().__init__("fakecupy")
+        super().__init__("cupy")
+        self.ndarray = DeviceArray
         self.copies_there: list[int] = []  # sizes of host arrays copied to the device
         self.copies_back: list[int] = []  # sizes of device arrays copied to the host
         self.scalars_back = 0
@@ -133,9 +194,12 @@ class FakeDevice(types.ModuleType):
         self.events_waited = 0  # waits on an event before a pinned buffer is written again
         self.streams = 0
         self.cuda = types.SimpleNamespace(
-            runtime=types.SimpleNamespace(memGetInfo=lambda: (self.free_bytes, 80 << 30), getDevice=lambda: 0),
+            runtime=types.SimpleNamespace(
+                getDeviceCount=lambda: 1, memGetInfo=lambda: (self.free_bytes, 80 << 30), getDevice=lambda: 0
+            ),
             Stream=lambda non_blocking=False: FakeStream(self),
             alloc_pinned_memory=self._alloc_pinned,
+            memory=types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError),
         )
 
     def _alloc_pinned(self, size: int) -> bytearray:
@@ -146,25 +210,32 @@ class FakeDevice(types.ModuleType):
         """The copies back of at least `rows` elements: per-row arrays (never a state's few numbers)."""
         return [size for size in self.copies_back if size >= rows]
 
-    def host_view(self, value: Any) -> Any:
-        """A device array as the NumPy array it wraps; a host array here is the mistake CuPy refuses."""
+    def unwrap(self, value: Any) -> Any:
+        """The NumPy array inside a device array; a host array in a device operation is CuPy's TypeError."""
         if isinstance(value, DeviceArray):
-            return value.view(np.ndarray)
-        if isinstance(value, np.ndarray) and value.ndim > 0:
-            raise TypeError("a host array met a device array: copy it there with asarray first")
+            return value._data
+        if isinstance(value, np.ndarray):
+            raise TypeError(f"a host array ({value.shape}) met a device array: copy it there with asarray first")
         if isinstance(value, list | tuple):
-            return type(value)(self.host_view(v) for v in value)
+            return type(value)(self.unwrap(v) for v in value)
         if isinstance(value, dict):
-            return {key: self.host_view(v) for key, v in value.items()}
+            return {key: self.unwrap(v) for key, v in value.items()}
         return value
 
+    def index(self, key: Any) -> Any:
+        """An index: device arrays as theirs, host index arrays copied there first (as CuPy does)."""
+        if isinstance(key, tuple):
+            return tuple(self.index(part) for part in key)
+        if isinstance(key, np.ndarray):
+            self.copies_there.append(key.size)
+            return key
+        return self.unwrap(key)
+
     def wrap(self, value: Any) -> Any:
-        if isinstance(value, np.ndarray) and not isinstance(value, DeviceArray):
-            wrapped = value.view(DeviceArray)
-            wrapped.owner = self
-            return wrapped
+        if isinstance(value, np.ndarray):
+            return DeviceArray(self, value)
         if isinstance(value, np.generic):  # CuPy gives 0-d arrays where NumPy gives scalars
-            return self.wrap(np.asarray(value))
+            return DeviceArray(self, np.asarray(value))
         if isinstance(value, tuple):
             return tuple(self.wrap(v) for v in value)
         return value
@@ -175,18 +246,24 @@ class FakeDevice(types.ModuleType):
 
     def asarray(self, value: Any, dtype: Any = None, blocking: bool = False) -> DeviceArray:
         if isinstance(value, DeviceArray):
-            return value if dtype is None or value.dtype == dtype else value.astype(dtype)
-        host = np.asarray(value, dtype=dtype)
+            return value if dtype is None or value.dtype == dtype else value.astype(dtype)  # type: ignore[no-any-return]
+        host = np.array(value, dtype=dtype)
         self.copies_there.append(host.size)
-        return self.wrap(np.array(host))  # type: ignore[no-any-return]
+        return DeviceArray(self, host)
 
     def array(self, value: Any, dtype: Any = None) -> DeviceArray:
         if isinstance(value, DeviceArray):
             return value.copy()  # type: ignore[no-any-return]
         return self.asarray(value, dtype)
 
+    def empty(self, shape: Any, dtype: Any = float) -> DeviceArray:
+        """Memory not yet written: NaN where it is of floats, so that a read before a write shows."""
+        return DeviceArray(
+            self, np.full(shape, np.nan, dtype) if np.dtype(dtype).kind == "f" else np.empty(shape, dtype)
+        )
+
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(np, name)
-        if callable(attribute) and not isinstance(attribute, type):  # functions and ufuncs, not dtypes
-            return lambda *args, **kwargs: self.wrap(attribute(*self.host_view(args), **self.host_view(kwargs)))
-        return attribute
+        if isinstance(attribute, np.ufunc | type) or not callable(attribute):
+            return attribute  # ufuncs dispatch on the device arrays among their inputs
+        return lambda *args, **kwargs: self.wrap(attribute(*self.unwrap(list(args)), **self.unwrap(kwargs)))
