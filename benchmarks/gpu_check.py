@@ -55,6 +55,7 @@ CASES: dict[str, dict[str, Any]] = {
     "multi-output row-sum, weights": {"multioutput": "row-sum", "weight": "w", "data": {"outputs": 2}},
     "group-by": {"group_by": "g"},
     "group-by, weights, omit": {"group_by": "g", "weight": "w", "nan_policy": "omit", "data": {"nan": True}},
+    "group-by, 5,000 groups (on the host)": {"group_by": "g", "data": {"groups": 5_000}},
     "top 10 with ids": {"top": 10, "id": "id"},
     "ci, two preds": {"ci": 0.95, "bootstrap": 200, "pred": ["pred", "other"]},
     "ci, weights": {"ci": 0.9, "bootstrap": 64, "weight": "w", "seed": 7},
@@ -64,8 +65,10 @@ CASES: dict[str, dict[str, Any]] = {
 }
 
 
-def table_of(rows: int, seed: int = 0, outputs: int = 1, nan: bool = False, scale: float = 1.0) -> pa.Table:
-    """y (or y0, y1), pred (p0, p1), other, w (a tenth of them 0), g (50 groups), id; y and the
+def table_of(
+    rows: int, seed: int = 0, outputs: int = 1, nan: bool = False, scale: float = 1.0, groups: int = 50
+) -> pa.Table:
+    """y (or y0, y1), pred (p0, p1), other, w (a tenth of them 0), g (`groups` groups), id; y and the
     predictions times `scale` (where squares and sums leave float64's range, and are kept scaled)."""
     rng = np.random.default_rng(seed)
     columns: dict[str, Any] = {}
@@ -80,7 +83,7 @@ def table_of(rows: int, seed: int = 0, outputs: int = 1, nan: bool = False, scal
     weight = rng.exponential(size=rows)
     weight[rng.random(rows) < 0.1] = 0.0
     columns["w"] = weight
-    columns["g"] = rng.integers(0, 50, size=rows)
+    columns["g"] = rng.integers(0, groups, size=rows)
     columns["id"] = np.arange(rows) * 3
     return pa.table(columns)
 
@@ -106,7 +109,7 @@ def check_case(name: str, rows: int, case: dict[str, Any], chunk_rows: int = 65_
     options = dict(case)
     data = options.pop("data", {})
     outputs = data.get("outputs", 1)
-    table = table_of(rows, seed=rows, outputs=outputs, nan=data.get("nan", False), scale=data.get("scale", 1.0))
+    table = table_of(rows, seed=rows, **data)
     target = "y" if outputs == 1 else ["y0", "y1"]
     pred = options.pop("pred", "pred" if outputs == 1 else ["p0", "p1"])
     reports = [

@@ -363,7 +363,7 @@ class RunState:
                 self.stats[index] = self.stats[index].update(chunk, chunks)
                 if self.groups is not None:
                     assert group_codes is not None
-                    for codes, part in _by_chunk(group_codes, _on_host(chunk), chunks):
+                    for codes, part in _by_chunk(group_codes, chunk, chunks):
                         self.groups.update(index, codes, part)
                 losses.append(loss)
                 results.append(chunk)
@@ -619,19 +619,9 @@ def _row_sum(chunks: list[Chunk]) -> Chunk:
     )
 
 
-def _on_host(chunk: Chunk) -> Chunk:
-    """A chunk's per-row arrays on the host, for GroupStats: its segment sums (np.add.reduceat) have no CuPy
-    counterpart yet, so with --group-by the GPU computes the losses and the host their group statistics."""
-    host = backends.to_numpy
-    return Chunk(
-        host(chunk.loss), host(chunk.abs_diff), None, host(chunk.linear), host(chunk.rows),
-        None if chunk.weight is None else host(chunk.weight),
-    )  # fmt: skip
-
-
 def _by_chunk(codes: np.ndarray[Any, Any], chunk: Chunk, chunks: int) -> Iterator[tuple[np.ndarray[Any, Any], Chunk]]:
-    """A batch's group codes and per-row arrays, chunk by chunk: GroupStats reduces a chunk at a time, on
-    the host, as it does for NumPy."""
+    """A batch's group codes and per-row arrays, chunk by chunk: GroupStats reduces a chunk at a time, as
+    it does for NumPy."""
     if chunks == 1:
         yield codes, chunk
         return

@@ -203,6 +203,51 @@ class ChunkRows(AllRows):
         return np.repeat(per_result, self.shape[1]) if getattr(per_result, "ndim", 0) else per_result
 
 
+class OneHotRows(AllRows):
+    """Reductions per group of a chunk on a device, one value for each of its `groups` groups (each row's
+    numbered by `slots`): a (groups, rows) mask picks each group's rows, and each row of the masked matrix
+    is reduced as a tree, all groups at once. (NumPy's reduceat sums each group pairwise; CuPy's computes
+    sums from running totals, which loses digits, and has no minimum or maximum.) Rows where `keep` is
+    false (weight 0) belong to no group. The mask takes groups x rows cells (ONE_HOT_CELLS at most)."""
+
+    def __init__(self, slots: Any, groups: int, keep: Any, xp: Any) -> None:
+        self.slots = slots
+        self.mask = slots[None, :] == xp.arange(groups, dtype=slots.dtype)[:, None]
+        if keep is not None:
+            self.mask &= keep[None, :]
+        self.count = np.count_nonzero(self.mask, axis=1).astype(np.float64)
+
+    def _picked(self, values: Any, elsewhere: Any) -> Any:
+        return np.where(self.mask, values[None, :], elsewhere)
+
+    def sum(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
+        return self._picked(values, 0.0).sum(axis=1)  # type: ignore[no-any-return]
+
+    def max(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
+        return self._picked(values, -math.inf).max(axis=1)  # type: ignore[no-any-return]
+
+    def min(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
+        return self._picked(values, math.inf).min(axis=1)  # type: ignore[no-any-return]
+
+    def highest(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
+        return self.max(values)
+
+    def count_true(self, flags: np.ndarray[Any, Any]) -> FloatArray:  # type: ignore[override]
+        return np.count_nonzero(self.mask & flags[None, :], axis=1).astype(np.float64)  # type: ignore[no-any-return]
+
+    def all(self, flags: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:  # type: ignore[override]
+        return (~self.mask | flags[None, :]).all(axis=1)  # type: ignore[no-any-return]
+
+    def any(self, flags: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:  # type: ignore[override]
+        return (self.mask & flags[None, :]).any(axis=1)  # type: ignore[no-any-return]
+
+    def spread(self, per_result: Any) -> Any:
+        return per_result[self.slots] if getattr(per_result, "ndim", 0) else per_result
+
+
+ONE_HOT_CELLS = 1 << 22  # a device's group statistics of a chunk: groups x rows at most, else on the host
+
+
 _TINY = 2.0**-900  # below this a sum may have lost digits to subnormals (or squares underflowed): scale up
 
 
@@ -733,6 +778,23 @@ def _without_weightless_rows(chunk: Chunk, keep: np.ndarray[Any, Any]) -> Chunk:
     )
 
 
+def _on_host_fields(accumulator: Any) -> Any:
+    """An ExactSum or Moments whose fields are on a device, with them on the host (Python numbers stay)."""
+    return type(accumulator)(
+        *(part if isinstance(part, int | float) else backends.to_numpy(part) for part in field_values(accumulator))
+    )
+
+
+def _on_host(chunk: Chunk) -> Chunk:
+    """A chunk's per-row arrays on the host, for GroupStats where a chunk has too many groups for
+    OneHotRows: the GPU computed the losses, the host their group statistics."""
+    host = backends.to_numpy
+    return Chunk(
+        host(chunk.loss), host(chunk.abs_diff), None if chunk.sq_diff is None else host(chunk.sq_diff),
+        host(chunk.linear), host(chunk.rows), None if chunk.weight is None else host(chunk.weight),
+    )  # fmt: skip
+
+
 def _take(accumulator: Any, at: Any) -> Any:
     """The groups `at` (positions or a slice) of GroupStats' ExactSum or Moments (arrays of them)."""
     return type(accumulator)(*(part[at] for part in field_values(accumulator)))
@@ -824,10 +886,18 @@ class GroupStats:
         )
 
     def update(self, codes: np.ndarray[Any, Any], groups: int, chunk: Chunk) -> GroupStats:
-        """These statistics plus one chunk whose rows belong to groups `codes` (< `groups`)."""
+        """These statistics plus one chunk whose rows belong to groups `codes` (< `groups`, on the host).
+        A chunk on a device is reduced there where it has few groups (OneHotRows), else on the host."""
         self._check_unspent()
         room = self.count.size
         stats = self if groups <= room else self._resized(max(groups, room + room // 2))
+        xp = backends.namespace_of(chunk.loss)
+        if xp is not np:
+            lengths = np.bincount(codes, minlength=groups)
+            present = np.flatnonzero(lengths)
+            if 0 < present.size * codes.size <= ONE_HOT_CELLS:
+                return stats._merged_on_device(codes, groups, present, lengths[present], chunk, xp)
+            chunk = _on_host(chunk)
         order = GroupRows.order(codes, groups)
         everyone = GroupRows(codes[order])
         stats.count[everyone.present] += everyone.lengths  # weight-0 rows count as rows read
@@ -848,6 +918,27 @@ class GroupStats:
                 stats.max[at] = np.maximum(stats.max[at], rows.highest(chunk.loss))
         stats.writes[0] += 1
         return replace(stats, groups=max(stats.groups, groups), version=stats.writes[0])
+
+    def _merged_on_device(
+        self, codes: Any, groups: int, present: Any, lengths: Any, chunk: Chunk, xp: Any
+    ) -> GroupStats:
+        """The update of a chunk on a device: its groups' sums, moments, minima and maxima computed there
+        (OneHotRows), only their few numbers brought back and merged into these arrays."""
+        self.count[present] += lengths  # weight-0 rows count as rows read
+        slot_of = np.zeros(groups, dtype=np.int64)
+        slot_of[present] = np.arange(present.size)  # each group present, numbered in order
+        rows = OneHotRows(xp.asarray(slot_of[codes]), present.size, _weighted_rows(chunk.weight), xp)
+        with np.errstate(invalid="ignore"):
+            sums = _chunk_sums(chunk, rows)
+            moments = Moments.of(chunk.loss, chunk.weight, rows, _plain_sums(sums))
+            for name, total in self.sums.items():
+                _put(total, present, _take(total, present).merge(_on_host_fields(sums[name])))
+            _put(self.moments, present, _take(self.moments, present).merge(_on_host_fields(moments)))
+            host = backends.to_numpy
+            self.min[present] = np.minimum(self.min[present], host(rows.min(chunk.loss)))
+            self.max[present] = np.maximum(self.max[present], host(rows.highest(chunk.loss)))
+        self.writes[0] += 1
+        return replace(self, groups=max(self.groups, groups), version=self.writes[0])
 
     def merge(self, other: GroupStats) -> GroupStats:
         """Both statistics together, group by group (groups missing from one are empty there)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import sys
 from functools import reduce
 from typing import Any
 from unittest import mock
@@ -157,7 +158,8 @@ def test_a_device_reducing_batches_of_chunks_gives_numpys_report(
     bounds = sorted([0, rows, *(round(cut * rows) for cut in cuts)])
     pieces = list(zip(bounds, bounds[1:], strict=False))
     feed = backends.DeviceFeed(device)
-    with mock.patch.object(backends, "BATCH_ROWS", chunk_rows * batch):  # DeviceFeed's batches: `batch` chunks
+    # DeviceFeed's batches: `batch` chunks; the fake device is found as CuPy is, by `import cupy`
+    with mock.patch.object(backends, "BATCH_ROWS", chunk_rows * batch), mock.patch.dict(sys.modules, cupy=device):
         on_device = [_state(plan, options, data, lo, hi, feed) for lo, hi in pieces]
     try:
         whole = json.loads(_json(_state(plan, options, data, 0, rows)))
