@@ -94,7 +94,7 @@ class Feed:
     """How a piece's rows reach a backend's arrays: NumPy takes the reader's arrays as they are, one chunk
     at a time (`batch_rows`), in this thread."""
 
-    read_ahead = 0  # batches a reader thread prepares while this one is reduced
+    read_ahead = 0  # batches a reader thread prepares (`stage`) while this one is reduced
 
     def __init__(self, xp: Any) -> None:
         self.xp = xp
@@ -103,9 +103,16 @@ class Feed:
         """Rows handed to one update (whole chunks), for `columns` numeric columns and `results` results."""
         return chunk_rows
 
-    def put(self, columns: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
-        """Host float64 columns as the backend's arrays."""
+    def stage(self, columns: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
+        """A batch's host float64 columns made ready for `put` (in the reader thread, where there is one)."""
         return columns
+
+    def put(self, columns: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
+        """Host float64 columns (of the batch staged first of those not yet `done`) as the backend's arrays."""
+        return columns
+
+    def done(self) -> None:
+        """The batch staged first of those not yet done has been reduced."""
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -113,26 +120,31 @@ class Feed:
         yield
 
 
-BATCH_ROWS = 1 << 23  # rows a device reduces at once, at most: 64 MiB a column
+BATCH_ROWS = 1 << 22  # rows a device reduces at once, at most: 32 MiB a column
 _RESULT_ROW_BYTES = 8 * 24  # device memory a result's temporaries take per row of a batch, at most
-_RING = 2  # pinned host buffers: one is copied to the device while the next batch is written into the other
 
 
 class DeviceFeed(Feed):
     """A GPU's feed: batches of many chunks (BATCH_ROWS rows, fewer where device memory is short), so a
-    launch does the work of many chunks; each batch's columns staged in one of a small ring of pinned host
-    buffers, allocated once, and copied to the device asynchronously on the feed's stream, where all of the
-    piece's work is queued. A buffer is written again only once the event recorded after its last copy has
-    passed. A reader thread parses the next batch meanwhile (`read_ahead`)."""
+    launch does the work of many chunks.
 
-    read_ahead = 2
+    A reader thread parses the next batch while this one is reduced (`read_ahead`), and stages its columns
+    in one of a ring of pinned host buffers, allocated once; `put` copies them to the device
+    asynchronously on the feed's stream, where all of the piece's work is queued, and `done` records an
+    event after the batch. A buffer is written again only once the event after its last batch has
+    passed. The ring has read_ahead + 2 buffers: one being copied and reduced, read_ahead waiting, one
+    being staged; so its event has always been recorded when the reader comes back to it.
+    """
+
+    read_ahead = 1
 
     def __init__(self, xp: Any) -> None:
         super().__init__(xp)
         self.stream = xp.cuda.Stream(non_blocking=True)
-        self.buffers: list[np.ndarray[Any, Any] | None] = [None] * _RING
-        self.events: list[Any] = [None] * _RING
-        self.turn = 0
+        ring = self.read_ahead + 2
+        self.buffers: list[np.ndarray[Any, Any] | None] = [None] * ring
+        self.events: list[Any] = [None] * ring
+        self.staged = self.finished = 0  # batches staged (by the reader) and done (by the reducer)
 
     def batch_rows(self, chunk_rows: int, columns: int, results: int) -> int:
         """As many chunks as BATCH_ROWS rows hold, or as half the device's free memory (CuPy's pool's
@@ -141,28 +153,37 @@ class DeviceFeed(Feed):
         rows = min(BATCH_ROWS, free // 2 // (8 * columns + _RESULT_ROW_BYTES * results))
         return max(chunk_rows, rows // chunk_rows * chunk_rows)
 
-    def put(self, columns: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
-        slot = self.turn
-        self.turn = (slot + 1) % _RING
+    def stage(self, columns: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
+        slot = self.staged % len(self.buffers)
+        self.staged += 1
         if self.events[slot] is not None:
-            self.events[slot].synchronize()  # the buffer's last copy has reached the device: it is free
+            self.events[slot].synchronize()  # the buffer's last batch has reached the device: it is free
         size = sum(values.size for values in columns.values())
         buffer = self.buffers[slot]
         if buffer is None or buffer.size < size:  # (the first batch is the largest: allocated once)
             memory = self.xp.cuda.alloc_pinned_memory(max(size, 1) * 8)
             buffer = self.buffers[slot] = np.ndarray((size,), np.float64, buffer=memory)
-        out, offset = {}, 0
+        staged, offset = {}, 0
         for name, values in columns.items():
-            staged = buffer[offset : offset + values.size]
-            np.copyto(staged, values)
-            out[name] = self.xp.empty(values.size, dtype=np.float64)
-            out[name].set(staged, stream=self.stream)  # asynchronous: pinned memory, on the stream
+            staged[name] = buffer[offset : offset + values.size]
+            np.copyto(staged[name], values)
             offset += values.size
-        self.events[slot] = self.stream.record()
+        return staged
+
+    def put(self, columns: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
+        out = {}
+        for name, values in columns.items():
+            out[name] = self.xp.empty(values.size, dtype=np.float64)
+            out[name].set(values, stream=self.stream)  # asynchronous from pinned memory (the staged columns)
         return out
+
+    def done(self) -> None:
+        self.events[self.finished % len(self.events)] = self.stream.record()
+        self.finished += 1
 
     @contextmanager
     def running(self) -> Iterator[None]:
+        self.staged = self.finished = 0  # (a piece before this one may have stopped early)
         with self.stream:
             yield
         self.stream.synchronize()

@@ -68,7 +68,7 @@ def test_the_device_path_keeps_per_row_arrays_there_and_matches_a_float64_refere
     # y and pred, once a batch: the two full chunks as one, then the short one
     assert device.copies_there == [2 * 65_536] * 2 + [SHORTEST] * 2
     assert device.per_row_copies_back(SHORTEST) == []  # only the state's numbers came back
-    assert device.pinned == [2 * 2 * 65_536 * 8, 2 * SHORTEST * 8]  # a pinned buffer for each of the two turns
+    assert device.pinned == [2 * ROWS * 8]  # one batch (of y and pred), staged in one pinned buffer
     assert device.events_waited == 0  # (no buffer was written a second time)
 
 
@@ -248,17 +248,17 @@ def test_namespace_errors_are_input_errors(monkeypatch):
         backends.namespace("cupy")
 
 
-def test_batches_are_staged_in_a_ring_of_two_pinned_buffers_allocated_once(device):
+def test_batches_are_staged_in_a_ring_of_three_pinned_buffers_allocated_once(device):
     """Batches of three 1,000-row chunks (half the device's free memory holds 3,000 rows of two columns
-    and one result's temporaries, 8 * 2 + 192 bytes a row): four batches, staged in turn in two pinned
-    buffers, each allocated once; a buffer is written again only after waiting on the event recorded
-    after its last copy."""
+    and one result's temporaries, 8 * 2 + 192 bytes a row): four batches, staged by the reader thread in
+    turn in three pinned buffers, each allocated once; the fourth batch waited for the event recorded
+    after the first one before writing its buffer again."""
     device.free_bytes = 2 * 3_000 * (8 * 2 + 192) + 1_000
     table = gpu_check.table_of(10_000).select(["y", "pred"])
     report = evaluate(table, "y", "pred", backend="cupy", chunk_rows=1_000)
     assert device.copies_there == [3_000, 3_000] * 3 + [1_000, 1_000]  # y and pred of each batch
-    assert device.pinned == [2 * 3_000 * 8] * 2
-    assert device.events_waited == 2  # the third and fourth batches waited for their buffer
+    assert device.pinned == [2 * 3_000 * 8] * 3
+    assert device.events_waited == 1
     assert device.streams == 1
     expected = evaluate(table, "y", "pred", chunk_rows=1_000)
     assert report.to_dict()["results"] == expected.to_dict()["results"]
@@ -295,7 +295,8 @@ def test_an_error_while_reducing_stops_the_reader_thread(device, monkeypatch):
 
 
 def test_pieces_reduced_in_one_thread_share_its_stream_and_pinned_buffers(device, tmp_path):
-    """Two files, two pieces, in this process: one stream, the two pinned buffers of the first piece."""
+    """Two files, two pieces, in this process: one stream, and the second piece's batch staged in the
+    pinned buffer of the first one's."""
     paths = []
     for name in ("a", "b"):
         paths.append(tmp_path / f"{name}.csv")
@@ -305,5 +306,5 @@ def test_pieces_reduced_in_one_thread_share_its_stream_and_pinned_buffers(device
     )
     assert result.exit_code == 0, result.stderr
     assert device.streams == 1
-    assert len(device.pinned) == 2
+    assert device.pinned == [2 * 3_000 * 8]
     assert device.copies_there == [3_000] * 4  # y and pred of each file's one batch of three chunks

@@ -97,16 +97,17 @@ def reduce_piece(
     try:
         feed = backends.feed(job.options.backend)
         batch_rows = feed.batch_rows(job.options.chunk_rows, len(job.plan.numeric), len(job.plan.pairs))
-        batches = aligned(_blocks(source, piece, job, state), batch_rows)
+        batches = aligned(_blocks(source, piece, job, state, batch_rows), batch_rows)
         # inf and NaN are handled (and reported) explicitly, not warned about
         with (
             np.errstate(all="ignore"),
             backends.device_memory(job.options.chunk_rows),
             feed.running(),
-            closing(_read_ahead(batches, feed.read_ahead)) as ready,
+            closing(_read_ahead(batches, feed)) as ready,
         ):
             for block in ready:
                 state.update(block, feed, sink)
+                feed.done()
     except RowError as exc:
         raise InputError(exc.message(source.label, piece.input_row + exc.row)) from exc
     finally:
@@ -114,20 +115,21 @@ def reduce_piece(
     return state
 
 
-def _read_ahead(blocks: Iterator[Block], depth: int) -> Generator[Block, None, None]:
-    """`blocks`, with up to `depth` of them made ahead in a thread (a device's batches: the reader parses
-    the next one while the device reduces this one); an error there is raised here, in its place. Closing
-    this generator stops the thread before its source is closed."""
-    if depth == 0:
+def _read_ahead(blocks: Iterator[Block], feed: backends.Feed) -> Generator[Block, None, None]:
+    """`blocks`, with up to `feed.read_ahead` of them made and staged ahead in a thread (a device's
+    batches: the reader parses and stages the next one while the device reduces this one); an error there
+    is raised here, in its place. Closing this generator stops the thread before its source is closed."""
+    if feed.read_ahead == 0:
         yield from blocks
         return
-    ready: queue.Queue[tuple[Block | None, BaseException | None]] = queue.Queue(depth)
+    ready: queue.Queue[tuple[Block | None, BaseException | None]] = queue.Queue(feed.read_ahead)
     stop = threading.Event()
 
     def read() -> None:
         try:
             with np.errstate(all="ignore"):  # (NumPy's error state is per thread)
                 for block in blocks:
+                    block.columns = feed.stage(block.columns)
                     ready.put((block, None))
                     if stop.is_set():
                         return
@@ -177,11 +179,12 @@ def open_input(job: Job, number: int) -> Source:
     return joined
 
 
-def _blocks(source: Source, piece: Piece, job: Job, state: RunState) -> Iterator[Block]:
-    """The piece's batches as blocks of float64 columns and label arrays; notes integers beyond 2**53."""
+def _blocks(source: Source, piece: Piece, job: Job, state: RunState, batch_rows: int) -> Iterator[Block]:
+    """The piece's batches (of `batch_rows` rows at most) as blocks of float64 columns and label arrays;
+    notes integers beyond 2**53."""
     plan = job.plan
     rows = 0
-    for batch in source.batches(plan.columns, set(plan.labels), job.options.chunk_rows, piece.groups):
+    for batch in source.batches(plan.columns, set(plan.labels), batch_rows, piece.groups):
         for name in plan.numeric:
             if f"int:{name}" not in state.notes and beyond_exact_integers(batch, name):
                 state.notes[f"int:{name}"] = (
