@@ -181,14 +181,13 @@ class GroupTable:
         self.codes: dict[Any, int] = {}
         self.stats = [GroupStats.empty(0) for _ in range(results)]
 
-    def codes_of(self, groups: list[pa.Array], keep: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
-        """The group code of each (kept) row of a chunk; new values get the next codes.
+    def codes_of(self, groups: list[pa.Array]) -> np.ndarray[Any, Any]:
+        """The group code of each row of a chunk; new values get the next codes.
 
         Each input's part of the chunk is encoded by itself, so keys are compared by value
         (7 from an int32 file is 7 from an int64 one), never through a common type.
         """
-        codes = np.concatenate([self._codes_of(column) for column in groups])
-        return codes[keep] if keep is not None else codes
+        return np.concatenate([self._codes_of(column) for column in groups])
 
     def _codes_of(self, column: pa.Array) -> np.ndarray[Any, Any]:
         encoded = column.dictionary_encode(null_encoding="encode")
@@ -287,49 +286,54 @@ class RunState:
         """Fold in a block of whole chunks of `chunk_rows` rows (the last may be shorter), and write its rows
         to the per-row sink. NumPy is handed one chunk at a time; a device a batch of many, whose full
         chunks it reduces at once, chunk by chunk (ChunkRows), unless rows leave some of them (omitted, or
-        of weight 0): then one chunk after another. Either way the chunks are the ones NumPy's are."""
+        of weight 0): then one chunk after another. Either way the chunks are the ones NumPy's are.
+
+        Each numeric column goes to the device once (NumPy: the same arrays); from there every per-row
+        array lives there, the check for missing, NaN and infinite values included, and only the
+        accumulators' numbers come back."""
         size = self.options.chunk_rows
         full = block.rows // size if block.rows > size else 0
         head = full * size
         if full:
             batch = block if head == block.rows else block.slice(0, head)
-            finite = self._finite(batch)
-            if self._keeps_every_row(batch, finite):
-                self._reduce(batch, finite, full, feed, sink)
+            columns = feed.put(batch.columns)
+            finite = self._finite(columns)
+            if self._keeps_every_row(columns, finite):
+                self._reduce(batch, columns, finite, full, feed.xp, sink)
             else:
                 for start in range(0, head, size):
-                    self._reduce(batch.slice(start, size), finite[start : start + size], 1, feed, sink)
+                    part = slice(start, start + size)
+                    chunk = {name: values[part] for name, values in columns.items()}
+                    self._reduce(batch.slice(start, size), chunk, finite[part], 1, feed.xp, sink)
         if head < block.rows:
             tail = block.slice(head, block.rows - head) if head else block
-            self._reduce(tail, self._finite(tail), 1, feed, sink)
+            columns = feed.put(tail.columns)
+            self._reduce(tail, columns, self._finite(columns), 1, feed.xp, sink)
 
-    def _finite(self, block: Block) -> np.ndarray[Any, Any]:
+    def _finite(self, columns: dict[str, Any]) -> Any:
         """The rows whose every numeric value is finite."""
-        finite = np.ones(block.rows, dtype=bool)
-        for name in self.plan.numeric:
-            finite &= np.isfinite(block.columns[name])
-        return finite
+        flags = [np.isfinite(columns[name]) for name in self.plan.numeric]
+        return reduce(np.logical_and, flags)
 
-    def _keeps_every_row(self, block: Block, finite: np.ndarray[Any, Any]) -> bool:
-        """No row of the block is omitted, and none has weight 0 (each would leave its chunk shorter)."""
+    def _keeps_every_row(self, columns: dict[str, Any], finite: Any) -> bool:
+        """No row is omitted, and none has weight 0 (each would leave its chunk shorter)."""
         kept = self.options.nan_policy != "omit" or bool(finite.all())
-        return kept and (self.plan.weight is None or bool(block.columns[self.plan.weight].all()))
+        return kept and (self.plan.weight is None or bool(columns[self.plan.weight].all()))
 
     def _reduce(
-        self, block: Block, finite: np.ndarray[Any, Any], chunks: int, feed: backends.Feed, sink: RowSink | None
+        self, block: Block, columns: dict[str, Any], finite: Any, chunks: int, xp: Any, sink: RowSink | None
     ) -> None:
-        """Fold `chunks` chunks of equal length (rows omitted from them aside) into every accumulator."""
-        xp = feed.xp
+        """Fold `chunks` chunks of equal length (rows omitted from them aside) into every accumulator:
+        `columns` are the block's numeric columns as the backend's arrays, `finite` their rows' check."""
         start, n = self.rows, block.rows
         self.rows += n
         self.inputs[-1][1] += n
-        columns = block.columns
         bad_rows = n - int(np.count_nonzero(finite))
         if bad_rows:
             self._note_bad(start, block, finite, bad_rows)
         if self.bad.count and self.options.nan_policy == "error":
             return  # the run ends in an error: only count what is left
-        rows = np.arange(start, start + n, dtype=np.int64)
+        rows = xp.arange(start, start + n, dtype=np.int64)
         keep = None
         if bad_rows and self.options.nan_policy == "omit":
             keep = finite
@@ -338,13 +342,14 @@ class RunState:
             columns = {name: values[keep] for name, values in columns.items()}
         if self.plan.weight:
             self._check_weights(columns[self.plan.weight], rows)
-        # Each numeric column goes to the device once (NumPy: the same arrays); from here every per-row
-        # array lives there, and only the accumulators' numbers come back.
-        columns = feed.put({name: columns[name] for name in self.plan.numeric})
         weight = columns[self.plan.weight] if self.plan.weight else None
-        rows = xp.arange(start, start + n, dtype=np.int64) if keep is None else xp.asarray(rows)  # made there
-        ids_of = _ids_getter(block.ids, keep)
-        group_codes = self.groups.codes_of(block.groups, keep) if self.groups is not None else None
+        kept = None if keep is None else lambda: backends.to_numpy(keep)  # on the host, for labels and per-row output
+        ids_of = _ids_getter(block.ids, kept)
+        group_codes = None
+        if self.groups is not None:
+            group_codes = self.groups.codes_of(block.groups)
+            if keep is not None:  # (on a device, the codes of the kept rows are picked there)
+                group_codes = xp.asarray(group_codes)[keep]
         losses, results = [], []
         parameter = self.options.parameter
         with np.errstate(invalid="ignore", over="ignore"):
@@ -375,10 +380,13 @@ class RunState:
         if sink is not None:
             losses = [backends.to_numpy(loss) for loss in losses]  # per-row output: the one per-row copy back
             assert self.first_row is not None, "per-row output numbers rows globally"
-            omitted = None if keep is None else ~keep
+            host_keep = None if kept is None else kept()
             first = self.first_row + start
             sink.write(
-                np.arange(first, first + n, dtype=np.int64), _concat_ids(block.ids), _spread(losses, keep, n), omitted
+                np.arange(first, first + n, dtype=np.int64),
+                _concat_ids(block.ids),
+                _spread(losses, host_keep, n),
+                None if host_keep is None else ~host_keep,
             )
 
     def _terms(self, diff: Any, xp: Any) -> Any:
@@ -635,15 +643,16 @@ def _by_chunk(codes: np.ndarray[Any, Any], chunk: Chunk, chunks: int) -> Iterato
 
 
 def _ids_getter(
-    ids: list[pa.Array], keep: np.ndarray[Any, Any] | None
+    ids: list[pa.Array], kept: Callable[[], np.ndarray[Any, Any]] | None
 ) -> Callable[[np.ndarray[Any, Any]], list[Any]] | None:
+    """The ids at some positions of the kept rows (`kept()`: which rows were kept, on the host)."""
     if not ids:
         return None
 
     def ids_of(positions: Any) -> list[Any]:
         positions = backends.to_numpy(positions)  # (the few worst rows' positions, from the device)
-        if keep is not None:
-            positions = np.flatnonzero(keep)[positions]
+        if kept is not None:
+            positions = np.flatnonzero(kept())[positions]
         column = _concat_ids(ids)
         assert column is not None
         return [_json_id(value) for value in column.take(pa.array(positions, type=pa.int64())).to_pylist()]

@@ -893,11 +893,12 @@ class GroupStats:
         stats = self if groups <= room else self._resized(max(groups, room + room // 2))
         xp = backends.namespace_of(chunk.loss)
         if xp is not np:
-            lengths = np.bincount(codes, minlength=groups)
-            present = np.flatnonzero(lengths)
+            codes = xp.asarray(codes)  # (there already where rows were omitted there)
+            present, slots, lengths = np.unique(codes, return_inverse=True, return_counts=True)
             if 0 < present.size * codes.size <= ONE_HOT_CELLS:
-                return stats._merged_on_device(codes, groups, present, lengths[present], chunk, xp)
-            chunk = _on_host(chunk)
+                host = backends.to_numpy
+                return stats._merged_on_device(host(present), host(lengths), slots, groups, chunk, xp)
+            codes, chunk = backends.to_numpy(codes), _on_host(chunk)
         order = GroupRows.order(codes, groups)
         everyone = GroupRows(codes[order])
         stats.count[everyone.present] += everyone.lengths  # weight-0 rows count as rows read
@@ -920,14 +921,13 @@ class GroupStats:
         return replace(stats, groups=max(stats.groups, groups), version=stats.writes[0])
 
     def _merged_on_device(
-        self, codes: Any, groups: int, present: Any, lengths: Any, chunk: Chunk, xp: Any
+        self, present: Any, lengths: Any, slots: Any, groups: int, chunk: Chunk, xp: Any
     ) -> GroupStats:
-        """The update of a chunk on a device: its groups' sums, moments, minima and maxima computed there
-        (OneHotRows), only their few numbers brought back and merged into these arrays."""
+        """The update of a chunk on a device whose rows belong to the groups `present` (`lengths` rows
+        each, on the host), row by row the `slots`-th of them (on the device): their sums, moments, minima
+        and maxima computed there (OneHotRows), only their few numbers brought back and merged in here."""
         self.count[present] += lengths  # weight-0 rows count as rows read
-        slot_of = np.zeros(groups, dtype=np.int64)
-        slot_of[present] = np.arange(present.size)  # each group present, numbered in order
-        rows = OneHotRows(xp.asarray(slot_of[codes]), present.size, _weighted_rows(chunk.weight), xp)
+        rows = OneHotRows(slots, present.size, _weighted_rows(chunk.weight), xp)
         with np.errstate(invalid="ignore"):
             sums = _chunk_sums(chunk, rows)
             moments = Moments.of(chunk.loss, chunk.weight, rows, _plain_sums(sums))
