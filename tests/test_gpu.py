@@ -28,6 +28,11 @@ def test_every_statistic_agrees_with_numpy(name, rows):
     assert gpu_check.check_case(name, rows, gpu_check.CASES[name]) == []
 
 
+@pytest.mark.parametrize("name", gpu_check.SMALL_CHUNKS)
+def test_batches_of_hundreds_of_small_chunks_agree_with_numpy(name):
+    assert gpu_check.check_case(name, 300_000, gpu_check.CASES[name], chunk_rows=1000) == []
+
+
 def test_smooth_l1_on_cupy_arrays_returns_a_device_scalar():
     pred, target = cupy.asarray([0.5, 1.5, 2.5, 9.0]), cupy.asarray([1.0, 2.0, 3.0, 1.0])
     mean = smooth_l1(pred, target)
