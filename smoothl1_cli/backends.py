@@ -99,8 +99,9 @@ class Feed:
     def __init__(self, xp: Any) -> None:
         self.xp = xp
 
-    def batch_rows(self, chunk_rows: int, columns: int, results: int) -> int:
-        """Rows handed to one update (whole chunks), for `columns` numeric columns and `results` results."""
+    def batch_rows(self, chunk_rows: int, columns: int, results: int, sharing: int = 1) -> int:
+        """Rows handed to one update (whole chunks), for `columns` numeric columns and `results` results,
+        where `sharing` processes of the job may share a device."""
         return chunk_rows
 
     def stage(self, columns: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
@@ -146,11 +147,12 @@ class DeviceFeed(Feed):
         self.events: list[Any] = [None] * ring
         self.staged = self.finished = 0  # batches staged (by the reader) and done (by the reducer)
 
-    def batch_rows(self, chunk_rows: int, columns: int, results: int) -> int:
-        """As many chunks as BATCH_ROWS rows hold, or as half the device's free memory (CuPy's pool's
-        cached blocks included) holds with every column and temporary; at least one chunk."""
+    def batch_rows(self, chunk_rows: int, columns: int, results: int, sharing: int = 1) -> int:
+        """As many chunks as BATCH_ROWS rows hold, or as this process's share of half the device's free
+        memory (CuPy's pool's cached blocks included) holds with every column and temporary; at least one
+        chunk."""
         free = int(self.xp.cuda.runtime.memGetInfo()[0]) + int(self.xp.get_default_memory_pool().free_bytes())
-        rows = min(BATCH_ROWS, free // 2 // (8 * columns + _RESULT_ROW_BYTES * results))
+        rows = min(BATCH_ROWS, free // 2 // sharing // (8 * columns + _RESULT_ROW_BYTES * results))
         return max(chunk_rows, rows // chunk_rows * chunk_rows)
 
     def stage(self, columns: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
@@ -205,7 +207,8 @@ def feed(name: str) -> Feed:
 
 @contextmanager
 def device_memory(chunk_rows: int) -> Iterator[None]:
-    """The device running out of memory becomes an input error that suggests a smaller --chunk-rows."""
+    """The device running out of memory becomes an input error that suggests a smaller --chunk-rows, or
+    fewer processes on the GPU."""
     try:
         yield
     except Exception as exc:
@@ -214,7 +217,8 @@ def device_memory(chunk_rows: int) -> Iterator[None]:
             raise
         raise InputError(
             f"the GPU ran out of memory with --chunk-rows {chunk_rows} ({exc}); "
-            f"pass a smaller one, such as --chunk-rows {max(1, chunk_rows // 8)}"
+            f"pass a smaller one, such as --chunk-rows {max(1, chunk_rows // 8)}, or run fewer processes on the "
+            "GPU (--workers 1)"
         ) from exc
 
 

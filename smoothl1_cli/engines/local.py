@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from typing import Any
 
 from smoothl1_cli.engines import Progress, count_rows, reduce_piece, script_not_rerun
@@ -57,11 +58,8 @@ def _pool_pays(job: Job) -> bool:
     """Whether the pool, unasked, saves more than its start costs (measured, BENCHMARKS.md): with the
     bootstrap (about 7 ns a row and replicate) from two pieces on; else for many pieces of much input,
     whose per-piece work (opening, decoding, statistics) runs side by side. A few large Parquet pieces
-    are as fast here: their decoding already runs on all of Arrow's threads. Never on a GPU: one process
-    feeds it (its reader thread parsing ahead), where each worker would open a CUDA context of its own
-    and size its batches by the whole device's memory."""
-    if job.options.backend == "cupy":
-        return False
+    are as fast here: their decoding already runs on all of Arrow's threads. The same holds on a GPU,
+    whose work is rarely the slower part: the pool's processes decode side by side and share it."""
     if job.options.ci is not None:
         return True
     size = sum(piece.size or 0 for piece in job.pieces)
@@ -90,6 +88,7 @@ def _in_pool(job: Job, workers: int, progress: Progress) -> list[RunState]:
                 pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
             except (OSError, ImportError) as exc:  # no POSIX semaphores (/dev/shm), a sandbox without fork
                 raise _NoPool(f"this system cannot start worker processes ({exc})") from exc
+        job = replace(job, options=replace(job.options, workers=workers))  # (they share a GPU: backends.DeviceFeed)
         first_rows = job.first_rows()
         if job.options.ci is not None and None in first_rows:
             # The bootstrap weighs each row by its global number, which no footer gives for text: count first.
