@@ -209,7 +209,7 @@ def test_device_out_of_memory_exits_2_suggesting_smaller_chunks(device, tmp_path
     result = _eval(tmp_path, "--chunk-rows", "1000000000")
     assert result.exit_code == 2
     assert "the GPU ran out of memory with --chunk-rows 1000000000" in result.stderr
-    assert "--chunk-rows 125000000" in result.stderr
+    assert "--chunk-rows 125000000, or run fewer processes on the GPU (--workers 1)" in result.stderr
 
 
 def test_auto_takes_cupy_only_for_large_work_on_a_machine_with_a_device(monkeypatch):
@@ -308,3 +308,15 @@ def test_pieces_reduced_in_one_thread_share_its_stream_and_pinned_buffers(device
     assert device.streams == 1
     assert device.pinned == [2 * 3_000 * 8]
     assert device.copies_there == [3_000] * 4  # y and pred of each file's one batch of three chunks
+
+
+def test_a_batch_is_sized_by_this_process_share_of_the_device_memory(device):
+    """Half the free memory, shared by the job's processes on the GPU, over 8 bytes a column and 192 a
+    result per row; whole chunks of it, at most BATCH_ROWS, at least one chunk."""
+    feed = backends.DeviceFeed(device)
+    device.free_bytes = 2 * 4 * 3_500 * (8 * 3 + 192 * 2)
+    assert feed.batch_rows(1_000, 3, 2, sharing=4) == 3_000
+    assert feed.batch_rows(1_000, 3, 2, sharing=1) == 14_000
+    assert feed.batch_rows(5_000, 3, 2, sharing=4) == 5_000  # never less than one chunk
+    device.free_bytes = 1 << 45
+    assert feed.batch_rows(1_000, 3, 2) == backends.BATCH_ROWS // 1_000 * 1_000
