@@ -141,6 +141,7 @@ class DeviceFeed(Feed):
 
     def __init__(self, xp: Any) -> None:
         super().__init__(xp)
+        self.device = int(xp.cuda.runtime.getDevice())
         self.stream = xp.cuda.Stream(non_blocking=True)
         ring = self.read_ahead + 2
         self.buffers: list[np.ndarray[Any, Any] | None] = [None] * ring
@@ -195,12 +196,13 @@ _FEEDS = threading.local()  # this thread's DeviceFeed: its stream and pinned bu
 
 
 def feed(name: str) -> Feed:
-    """The feed of a backend name, 'numpy' or 'cupy' (one DeviceFeed per thread and device namespace)."""
+    """The feed of a backend name, 'numpy' or 'cupy' (one DeviceFeed per thread, kept while it uses one
+    device)."""
     if name == "numpy":
         return Feed(np)
     xp = _cupy()
     kept = getattr(_FEEDS, "feed", None)
-    if kept is None or kept.xp is not xp:
+    if kept is None or kept.xp is not xp or kept.device != int(xp.cuda.runtime.getDevice()):
         kept = _FEEDS.feed = DeviceFeed(xp)
     return kept
 
@@ -215,10 +217,14 @@ def device_memory(chunk_rows: int) -> Iterator[None]:
         cupy = sys.modules.get("cupy")
         if cupy is None or not isinstance(exc, cupy.cuda.memory.OutOfMemoryError):
             raise
+        smaller = (
+            f"pass a smaller one, such as --chunk-rows {max(1, chunk_rows // 8)}, or "
+            if chunk_rows > BATCH_ROWS // 8  # (else the batches, of many chunks, are what fills the GPU)
+            else ""
+        )
         raise InputError(
             f"the GPU ran out of memory with --chunk-rows {chunk_rows} ({exc}); "
-            f"pass a smaller one, such as --chunk-rows {max(1, chunk_rows // 8)}, or run fewer processes on the "
-            "GPU (--workers 1)"
+            f"{smaller}run fewer processes on the GPU (--workers 1)"
         ) from exc
 
 

@@ -167,6 +167,7 @@ class Job:
     inputs: tuple[str, ...]  # each input as given (path or URI), to be opened again where a piece runs
     formats: tuple[str, ...]
     pieces: tuple[Piece, ...]
+    processes: int = 1  # processes reducing its pieces side by side on one machine (they share its GPU)
 
     def first_rows(self) -> list[int | None]:
         """Each piece's first row over all inputs, where the footers before it say (None after a text input)."""

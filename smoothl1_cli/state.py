@@ -316,8 +316,10 @@ class RunState:
         return reduce(np.logical_and, flags)
 
     def _keeps_every_row(self, columns: dict[str, Any], finite: Any) -> bool:
-        """No row is omitted, and none has weight 0 (each would leave its chunk shorter)."""
-        kept = self.options.nan_policy != "omit" or bool(finite.all())
+        """No row is omitted, and none has weight 0 (each would leave its chunk shorter); nor is any bad
+        under --nan-policy error, where the first chunk with a bad row is the last one checked (a negative
+        weight before it is the error, as chunk by chunk)."""
+        kept = self.options.nan_policy == "propagate" or bool(finite.all())
         return kept and (self.plan.weight is None or bool(columns[self.plan.weight].all()))
 
     def _reduce(

@@ -320,3 +320,14 @@ def test_a_batch_is_sized_by_this_process_share_of_the_device_memory(device):
     assert feed.batch_rows(5_000, 3, 2, sharing=4) == 5_000  # never less than one chunk
     device.free_bytes = 1 << 45
     assert feed.batch_rows(1_000, 3, 2) == backends.BATCH_ROWS // 1_000 * 1_000
+
+
+def test_the_first_error_of_a_batch_is_numpys_under_nan_policy_error(device):
+    """A negative weight at row 10 and a NaN at row 3,500 of one batch: NumPy, chunk by chunk, stops at
+    the weight; so does the device, which reduces a batch with a bad row a chunk at a time."""
+    weight, pred = np.ones(5_000), np.zeros(5_000)
+    weight[10], pred[3_500] = -1.0, np.nan
+    table = pa.table({"y": np.zeros(5_000), "pred": pred, "w": weight})
+    for backend in ("numpy", "cupy"):
+        with pytest.raises(InputError, match=r"^<Table>: row 10, column 'w': -1.0 is negative$"):
+            evaluate(table, "y", "pred", backend=backend, weight="w", chunk_rows=1_000)

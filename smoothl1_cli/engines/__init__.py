@@ -96,8 +96,8 @@ def reduce_piece(
     state = RunState.empty(job.plan, job.options, piece.input, first_row)
     try:
         feed = backends.feed(job.options.backend)
-        plan, sharing = job.plan, job.options.workers or 1  # processes of this job that may share a GPU
-        batch_rows = feed.batch_rows(job.options.chunk_rows, len(plan.numeric), len(plan.pairs), sharing)
+        plan = job.plan
+        batch_rows = feed.batch_rows(job.options.chunk_rows, len(plan.numeric), len(plan.pairs), job.processes)
         batches = aligned(_blocks(source, piece, job, state, batch_rows), batch_rows)
         # inf and NaN are handled (and reported) explicitly, not warned about
         with (

@@ -61,6 +61,7 @@ class _Cluster:
     client: Any
     where: str  # "the Dask scheduler at tcp://...", "the local Dask cluster"
     limit: int | None  # pieces at once (--workers with a cluster of its own); None: as many as it takes
+    processes: int  # worker processes on this machine (a local cluster's share its GPU); 1 elsewhere
 
 
 def reduce_on_dask(job: Job, sources: Sequence[Source], progress: Progress, parts: str | None = None) -> list[RunState]:
@@ -71,6 +72,7 @@ def reduce_on_dask(job: Job, sources: Sequence[Source], progress: Progress, part
     with _quiet(), _connected(job, distributed) as cluster:
         _check_versions(cluster)
         run = uuid.uuid4().hex[:8]  # keys of this run: other runs may share the cluster
+        job = replace(job, processes=cluster.processes)
         shipped = cluster.client.submit(_identity, job, key=f"smoothl1-job-{run}")  # the job is sent once
         shared = {"job": shipped, "cwd": os.getcwd()}
         try:
@@ -400,7 +402,7 @@ def _connected(job: Job, distributed: Any) -> Iterator[_Cluster]:
             pids: dict[str, int] = {}
             try:
                 pids = client.run(os.getpid)
-                yield _Cluster(distributed, client, "the local Dask cluster", None)
+                yield _Cluster(distributed, client, "the local Dask cluster", None, workers)
             except BaseException:
                 # An error or Ctrl-C wants no more pieces: end the workers now, not after the pieces they
                 # are reading (a graceful close would wait for those, then kill them anyway).
@@ -429,7 +431,7 @@ def _connected(job: Job, distributed: Any) -> Iterator[_Cluster]:
             raise InputError(
                 f"{where} has no workers (waited {WORKERS_TIMEOUT_S} s); start some: dask worker {address}"
             ) from None
-        yield _Cluster(distributed, client, where, options.workers)
+        yield _Cluster(distributed, client, where, options.workers, 1)
     finally:
         client.close()
 

@@ -88,7 +88,7 @@ def _in_pool(job: Job, workers: int, progress: Progress) -> list[RunState]:
                 pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
             except (OSError, ImportError) as exc:  # no POSIX semaphores (/dev/shm), a sandbox without fork
                 raise _NoPool(f"this system cannot start worker processes ({exc})") from exc
-        job = replace(job, options=replace(job.options, workers=workers))  # (they share a GPU: backends.DeviceFeed)
+        job = replace(job, processes=workers)
         first_rows = job.first_rows()
         if job.options.ci is not None and None in first_rows:
             # The bootstrap weighs each row by its global number, which no footer gives for text: count first.
