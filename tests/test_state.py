@@ -219,3 +219,22 @@ def test_without_quantiles_the_values_are_the_same_bits(smoothl1_command, tmp_pa
     assert {k: v for k, v in bare.items() if k != "quantiles"} == {
         k: v for k, v in report["results"][0].items() if k != "quantiles"
     }
+
+
+def test_a_joined_block_slices_its_label_arrays_across_their_seams():
+    """Block.concat keeps one id and group array per joined block; a slice of the join (a device's
+    batch cut into chunks) takes the right rows of each, whatever seams it crosses."""
+    sizes = [3, 5, 4]
+    values = np.arange(12.0)
+    starts = np.cumsum([0, *sizes])
+    blocks = [
+        Block({"y": values[a:b]}, [pa.array(values[a:b] * 10)], [pa.array([f"g{i}" for i in range(a, b)])], b - a)
+        for a, b in zip(starts, starts[1:], strict=False)
+    ]
+    joined = Block.concat(blocks)
+    for start in range(12):
+        for length in range(0, 13 - start):
+            part = joined.slice(start, length)
+            assert part.columns["y"].tolist() == values[start : start + length].tolist()
+            assert pa.concat_arrays(part.ids).to_pylist() == (values[start : start + length] * 10).tolist()
+            assert pa.concat_arrays(part.groups).to_pylist() == [f"g{i}" for i in range(start, start + length)]
