@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import reduce
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -638,10 +639,7 @@ def _by_chunk(codes: np.ndarray[Any, Any], chunk: Chunk, chunks: int) -> Iterato
     size = codes.size // chunks
     for start in range(0, codes.size, size):
         part = slice(start, start + size)
-        yield codes[part], Chunk(
-            chunk.loss[part], chunk.abs_diff[part], None, chunk.linear[part], chunk.rows[part],
-            None if chunk.weight is None else chunk.weight[part],
-        )  # fmt: skip
+        yield codes[part], chunk.for_sums(itemgetter(part))
 
 
 def _ids_getter(

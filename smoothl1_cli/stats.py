@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -165,50 +166,58 @@ class GroupRows(AllRows):
         return np.repeat(per_result, self.lengths) if isinstance(per_result, np.ndarray) else per_result
 
 
-class ChunkRows(AllRows):
-    """Reductions per chunk of a batch of `chunks` chunks of equal length, one value for each chunk, in
-    order: the batch viewed as a (chunks, rows) matrix and reduced along its rows, one launch for all the
-    chunks. A device reduces a batch so; each chunk's partials then merge on the host in chunk order
-    (`LossStats.update`), as that chunk's own update would have merged them."""
+class MatrixRows(AllRows):
+    """Reductions that view a chunk's rows as a matrix, one row of it per value wanted (`_matrix`, with
+    `elsewhere` in the cells that are no row's), and reduce along its rows as trees, all at once."""
 
-    def __init__(self, chunks: int, rows: int) -> None:
-        self.shape = (chunks, rows // chunks)
-        self.count = float(rows // chunks)
-
-    def _matrix(self, values: Any) -> Any:
-        return values.reshape(self.shape)
+    def _matrix(self, values: Any, elsewhere: Any) -> Any:
+        raise NotImplementedError
 
     def sum(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
-        return self._matrix(values).sum(axis=1)  # type: ignore[no-any-return]
+        return self._matrix(values, 0.0).sum(axis=1)  # type: ignore[no-any-return]
 
     def max(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
-        return self._matrix(values).max(axis=1)  # type: ignore[no-any-return]
+        return self._matrix(values, -math.inf).max(axis=1)  # type: ignore[no-any-return]
 
     def min(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
-        return self._matrix(values).min(axis=1)  # type: ignore[no-any-return]
+        return self._matrix(values, math.inf).min(axis=1)  # type: ignore[no-any-return]
 
     def highest(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
         return self.max(values)
 
     def count_true(self, flags: np.ndarray[Any, Any]) -> FloatArray:  # type: ignore[override]
-        return np.count_nonzero(self._matrix(flags), axis=1).astype(np.float64)  # type: ignore[no-any-return]
+        return np.count_nonzero(self._matrix(flags, False), axis=1).astype(np.float64)  # type: ignore[no-any-return]
 
     def all(self, flags: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:  # type: ignore[override]
-        return self._matrix(flags).all(axis=1)  # type: ignore[no-any-return]
+        return self._matrix(flags, True).all(axis=1)  # type: ignore[no-any-return]
 
     def any(self, flags: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:  # type: ignore[override]
-        return self._matrix(flags).any(axis=1)  # type: ignore[no-any-return]
+        return self._matrix(flags, False).any(axis=1)  # type: ignore[no-any-return]
+
+
+class ChunkRows(MatrixRows):
+    """Reductions per chunk of a batch of `chunks` chunks of equal length, one value for each chunk, in
+    order: the batch viewed as a (chunks, rows) matrix, one launch for all the chunks. A device reduces a
+    batch so; each chunk's partials then merge on the host in chunk order (`LossStats.update`), as that
+    chunk's own update would have merged them."""
+
+    def __init__(self, chunks: int, rows: int) -> None:
+        self.shape = (chunks, rows // chunks)
+        self.count = float(rows // chunks)
+
+    def _matrix(self, values: Any, elsewhere: Any) -> Any:
+        return values.reshape(self.shape)  # (every cell is a row's)
 
     def spread(self, per_result: Any) -> Any:
         return np.repeat(per_result, self.shape[1]) if getattr(per_result, "ndim", 0) else per_result
 
 
-class OneHotRows(AllRows):
+class OneHotRows(MatrixRows):
     """Reductions per group of a chunk on a device, one value for each of its `groups` groups (each row's
-    numbered by `slots`): a (groups, rows) mask picks each group's rows, and each row of the masked matrix
-    is reduced as a tree, all groups at once. (NumPy's reduceat sums each group pairwise; CuPy's computes
-    sums from running totals, which loses digits, and has no minimum or maximum.) Rows where `keep` is
-    false (weight 0) belong to no group. The mask takes groups x rows cells (ONE_HOT_CELLS at most)."""
+    numbered by `slots`): a (groups, rows) mask picks each group's rows into its row of the matrix, all
+    groups at once. (NumPy's reduceat sums each group pairwise; CuPy's computes sums from running totals,
+    which loses digits, and has no minimum or maximum.) Rows where `keep` is false (weight 0) belong to
+    no group. The mask takes groups x rows cells (ONE_HOT_CELLS at most)."""
 
     def __init__(self, slots: Any, groups: int, keep: Any, xp: Any) -> None:
         self.slots = slots
@@ -217,29 +226,8 @@ class OneHotRows(AllRows):
             self.mask &= keep[None, :]
         self.count = np.count_nonzero(self.mask, axis=1).astype(np.float64)
 
-    def _picked(self, values: Any, elsewhere: Any) -> Any:
+    def _matrix(self, values: Any, elsewhere: Any) -> Any:
         return np.where(self.mask, values[None, :], elsewhere)
-
-    def sum(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
-        return self._picked(values, 0.0).sum(axis=1)  # type: ignore[no-any-return]
-
-    def max(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
-        return self._picked(values, -math.inf).max(axis=1)  # type: ignore[no-any-return]
-
-    def min(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
-        return self._picked(values, math.inf).min(axis=1)  # type: ignore[no-any-return]
-
-    def highest(self, values: FloatArray) -> FloatArray:  # type: ignore[override]
-        return self.max(values)
-
-    def count_true(self, flags: np.ndarray[Any, Any]) -> FloatArray:  # type: ignore[override]
-        return np.count_nonzero(self.mask & flags[None, :], axis=1).astype(np.float64)  # type: ignore[no-any-return]
-
-    def all(self, flags: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:  # type: ignore[override]
-        return (~self.mask | flags[None, :]).all(axis=1)  # type: ignore[no-any-return]
-
-    def any(self, flags: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:  # type: ignore[override]
-        return (self.mask & flags[None, :]).any(axis=1)  # type: ignore[no-any-return]
 
     def spread(self, per_result: Any) -> Any:
         return per_result[self.slots] if getattr(per_result, "ndim", 0) else per_result
@@ -554,6 +542,12 @@ class Chunk:
     actual: FloatArray | None = None
     ids_of: Callable[[np.ndarray[Any, Any]], Sequence[Any]] | None = None
 
+    def for_sums(self, each: Callable[[Any], Any]) -> Chunk:
+        """The arrays that sums use (not the worst rows' prediction, actual and ids), each through `each`:
+        some of their rows (`itemgetter(at)`), or copies on the host."""
+        parts = (self.loss, self.abs_diff, self.sq_diff, self.linear, self.rows, self.weight)
+        return Chunk(*(None if part is None else each(part) for part in parts))  # type: ignore[arg-type]
+
 
 @dataclass(frozen=True, slots=True)
 class Summary:
@@ -779,20 +773,11 @@ def _without_weightless_rows(chunk: Chunk, keep: np.ndarray[Any, Any]) -> Chunk:
 
 
 def _on_host_fields(accumulator: Any) -> Any:
-    """An ExactSum or Moments whose fields are on a device, with them on the host (Python numbers stay)."""
+    """An ExactSum or Moments whose fields may be on a device, with them on the host (a host's stay)."""
+    kept = int | float | np.ndarray | np.generic
     return type(accumulator)(
-        *(part if isinstance(part, int | float) else backends.to_numpy(part) for part in field_values(accumulator))
+        *(part if isinstance(part, kept) else backends.to_numpy(part) for part in field_values(accumulator))
     )
-
-
-def _on_host(chunk: Chunk) -> Chunk:
-    """A chunk's per-row arrays on the host, for GroupStats where a chunk has too many groups for
-    OneHotRows: the GPU computed the losses, the host their group statistics."""
-    host = backends.to_numpy
-    return Chunk(
-        host(chunk.loss), host(chunk.abs_diff), None if chunk.sq_diff is None else host(chunk.sq_diff),
-        host(chunk.linear), host(chunk.rows), None if chunk.weight is None else host(chunk.weight),
-    )  # fmt: skip
 
 
 def _take(accumulator: Any, at: Any) -> Any:
@@ -896,47 +881,33 @@ class GroupStats:
             codes = xp.asarray(codes)  # (there already where rows were omitted there)
             present, slots, lengths = np.unique(codes, return_inverse=True, return_counts=True)
             if 0 < present.size * codes.size <= ONE_HOT_CELLS:
-                host = backends.to_numpy
-                return stats._merged_on_device(host(present), host(lengths), slots, groups, chunk, xp)
-            codes, chunk = backends.to_numpy(codes), _on_host(chunk)
+                present = backends.to_numpy(present)
+                stats.count[present] += backends.to_numpy(lengths)  # weight-0 rows count as rows read
+                one_hot = OneHotRows(slots, present.size, _weighted_rows(chunk.weight), xp)
+                return stats._merged(present, one_hot, chunk, groups)
+            codes, chunk = backends.to_numpy(codes), chunk.for_sums(backends.to_numpy)  # too many groups for that
         order = GroupRows.order(codes, groups)
         everyone = GroupRows(codes[order])
         stats.count[everyone.present] += everyone.lengths  # weight-0 rows count as rows read
         keep = _weighted_rows(chunk.weight)
         positions = order if keep is None else order[keep[order]]
         rows = everyone if keep is None else GroupRows(codes[positions])  # rows by group, without weight-0 rows
-        if positions.size:
-            sums_of = (chunk.loss, chunk.abs_diff, chunk.sq_diff, chunk.linear, chunk.rows, chunk.weight)
-            chunk = Chunk(*(None if part is None else part[positions] for part in sums_of))  # type: ignore[arg-type]
-            at = rows.present
+        return stats._merged(rows.present, rows, chunk.for_sums(itemgetter(positions)), groups)
+
+    def _merged(self, at: np.ndarray[Any, Any], rows: AllRows, chunk: Chunk, groups: int) -> GroupStats:
+        """These statistics with those of a chunk's rows of the groups `at` merged in, in place: `rows`
+        (GroupRows on the host, OneHotRows on a device) reduces the chunk to one value per group there,
+        and only those values come back from a device."""
+        if at.size:
             with np.errstate(invalid="ignore"):
                 sums = _chunk_sums(chunk, rows)
-                for name, total in stats.sums.items():
-                    _put(total, at, _take(total, at).merge(sums[name]))
+                for name, total in self.sums.items():
+                    _put(total, at, _take(total, at).merge(_on_host_fields(sums[name])))
                 moments = Moments.of(chunk.loss, chunk.weight, rows, _plain_sums(sums))
-                _put(stats.moments, at, _take(stats.moments, at).merge(moments))
-                stats.min[at] = np.minimum(stats.min[at], rows.min(chunk.loss))  # NaN propagates, as in LossStats
-                stats.max[at] = np.maximum(stats.max[at], rows.highest(chunk.loss))
-        stats.writes[0] += 1
-        return replace(stats, groups=max(stats.groups, groups), version=stats.writes[0])
-
-    def _merged_on_device(
-        self, present: Any, lengths: Any, slots: Any, groups: int, chunk: Chunk, xp: Any
-    ) -> GroupStats:
-        """The update of a chunk on a device whose rows belong to the groups `present` (`lengths` rows
-        each, on the host), row by row the `slots`-th of them (on the device): their sums, moments, minima
-        and maxima computed there (OneHotRows), only their few numbers brought back and merged in here."""
-        self.count[present] += lengths  # weight-0 rows count as rows read
-        rows = OneHotRows(slots, present.size, _weighted_rows(chunk.weight), xp)
-        with np.errstate(invalid="ignore"):
-            sums = _chunk_sums(chunk, rows)
-            moments = Moments.of(chunk.loss, chunk.weight, rows, _plain_sums(sums))
-            for name, total in self.sums.items():
-                _put(total, present, _take(total, present).merge(_on_host_fields(sums[name])))
-            _put(self.moments, present, _take(self.moments, present).merge(_on_host_fields(moments)))
-            host = backends.to_numpy
-            self.min[present] = np.minimum(self.min[present], host(rows.min(chunk.loss)))
-            self.max[present] = np.maximum(self.max[present], host(rows.highest(chunk.loss)))
+                _put(self.moments, at, _take(self.moments, at).merge(_on_host_fields(moments)))
+                host = backends.to_numpy  # (NaN propagates, as in LossStats)
+                self.min[at] = np.minimum(self.min[at], host(rows.min(chunk.loss)))
+                self.max[at] = np.maximum(self.max[at], host(rows.highest(chunk.loss)))
         self.writes[0] += 1
         return replace(self, groups=max(self.groups, groups), version=self.writes[0])
 
